@@ -1,0 +1,133 @@
+"""Fan-out, selection and the best-of-N graph with the function-driven fake backend."""
+
+import pytest
+
+from tts_graph import Budget, BudgetExhausted, ConfigError, create_best_of_n_graph
+from tts_graph.backends.base import SamplingParams
+from tts_graph.nodes.fanout import make_fanout_node
+from tts_graph.nodes.select import majority_vote, make_select_node
+from tts_graph.state import Candidate, StateKeys, merge_candidates
+from tts_graph.testing import FakeBackend
+
+
+def answers(*values):
+    return FakeBackend(lambda request, i: f"I think so. Answer: {values[i % len(values)]}")
+
+
+def test_merge_candidates_sorts_by_index_and_replaces_same_index():
+    a = [Candidate(index=2, text="c"), Candidate(index=0, text="a")]
+    b = [Candidate(index=1, text="b"), Candidate(index=2, text="C")]
+    merged = merge_candidates(a, b)
+    assert [c.text for c in merged] == ["a", "b", "C"]
+
+
+async def test_best_of_n_graph_votes_for_the_majority_answer():
+    backend = answers(12, 13, 12, 12, 7)
+    graph = create_best_of_n_graph(backend, n=5, seed=42).compile()
+    state = await graph.ainvoke({"question": "What is 7+5?"})
+    assert state["answer"] == "12"
+    assert state["strategy"] == "best_of_n"
+    assert [c.index for c in state["candidates"]] == [0, 1, 2, 3, 4]
+    assert backend.requests[0].n == 5
+    assert backend.requests[0].sampling.seed == 42
+    select = state["decisions"][-1]
+    assert select["votes"] == {"12": 3, "13": 1, "7": 1}
+    assert select["chosen_index"] in (0, 2, 3)
+    assert state["usage"].calls == 1
+    assert state["usage"].completion_tokens == sum(c.completion_tokens for c in state["candidates"])
+
+
+async def test_decisions_are_streamed_as_custom_events():
+    graph = create_best_of_n_graph(answers(1, 2, 2), n=3).compile()
+    events = [e async for e in graph.astream({"question": "q"}, stream_mode="custom")]
+    kinds = [e["tts_graph"]["kind"] for e in events]
+    assert kinds == ["fanout", "select"]
+    assert events[1]["tts_graph"]["answer"] == "2"
+
+
+def test_majority_tie_goes_to_the_higher_summed_score_then_first_seen():
+    c = [
+        Candidate(index=0, text="", answer="5", mean_logprob=-2.0),
+        Candidate(index=1, text="", answer="6", mean_logprob=-0.1),
+    ]
+    best, votes, tie = majority_vote(c)
+    assert best.answer == "6" and tie == "summed score"
+    same = [Candidate(index=3, text="", answer="5"), Candidate(index=1, text="", answer="6")]
+    best, _, tie = majority_vote(same)
+    assert best.answer == "6" and tie == "first seen"
+
+
+def test_majority_groups_equivalent_spellings():
+    c = [Candidate(index=i, text="", answer=a) for i, a in enumerate(["12", "12.0", "13"])]
+    best, votes, _ = majority_vote(c)
+    assert best.answer in ("12", "12.0")
+    assert sorted(votes.values()) == [1, 2]
+
+
+async def test_select_best_score_prefers_verifier_score_over_logprob():
+    node = make_select_node(rule="best_score")
+    cands = [
+        Candidate(index=0, text="a", answer="1", mean_logprob=-0.01),
+        Candidate(index=1, text="b", answer="2", score=0.9, mean_logprob=-3.0),
+    ]
+    out = await node({"candidates": cands})
+    assert out["answer"] == "2"
+
+
+async def test_select_without_candidates_answers_none_and_says_why():
+    out = await make_select_node()({"candidates": []})
+    assert out["answer"] is None
+    assert out["decisions"][0]["reason"] == "no candidates"
+
+
+async def test_select_falls_back_to_best_score_when_nothing_votes():
+    cands = [Candidate(index=0, text="no idea", mean_logprob=-1.0),
+             Candidate(index=1, text="unsure", mean_logprob=-0.2)]
+    out = await make_select_node()({"candidates": cands})
+    assert out["response"] == "unsure"
+    assert out["decisions"][0]["fallback"] == "best_score"
+
+
+def test_unknown_select_rule_fails_at_build_time_listing_choices():
+    with pytest.raises(ConfigError, match="majority, best_score"):
+        create_best_of_n_graph(answers(1), select="vote")
+
+
+async def test_fanout_asks_only_for_what_the_budget_affords():
+    backend = answers(3)
+    node = make_fanout_node(backend, n=8, sampling=SamplingParams(max_tokens=10))
+    # Fake tokenizer: "What is 1+2?" is 3 words + 8 template tokens = 11 prompt tokens; with the
+    # system prompt (+ its words + 8), the budget of 100 leaves room for fewer than 8 samples.
+    state = {"question": "What is 1+2?", "budget": Budget(max_total_tokens=100)}
+    out = await node(state)
+    sampled = backend.requests[0].n
+    assert 0 < sampled < 8
+    record = out["decisions"][0]
+    assert record["skipped"] == 8 - sampled
+    assert record["reason"] == "budget"
+
+
+async def test_fanout_skips_entirely_when_nothing_fits_and_raises_in_strict_mode():
+    backend = answers(3)
+    node = make_fanout_node(backend, n=4, sampling=SamplingParams(max_tokens=50))
+    out = await node({"question": "q", "budget": Budget(max_total_tokens=20)})
+    assert backend.requests == []
+    assert out["decisions"][0]["sampled"] == 0
+    assert "candidates" not in out
+    with pytest.raises(BudgetExhausted):
+        await node({"question": "q", "budget": Budget(max_total_tokens=20, strict=True)})
+
+
+async def test_fanout_indexes_after_existing_candidates_and_honours_renamed_keys():
+    keys = StateKeys(question="task", candidates="drafts")
+    node = make_fanout_node(answers(1, 2), n=2, keys=keys)
+    out = await node({"task": "q", "drafts": [Candidate(index=0, text="probe")]})
+    assert [c.index for c in out["drafts"]] == [1, 2]
+    assert [c.answer for c in out["drafts"]] == ["1", "2"]
+
+
+async def test_graph_with_exhausted_budget_finishes_without_an_answer():
+    graph = create_best_of_n_graph(answers(1), n=4, sampling=SamplingParams(max_tokens=64)).compile()
+    state = await graph.ainvoke({"question": "q", "budget": Budget(max_total_tokens=30)})
+    assert state["answer"] is None
+    assert state.get("candidates", []) == []

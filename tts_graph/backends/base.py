@@ -1,0 +1,157 @@
+"""The backend interface: what a node asks of a model server, and what comes back."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from tts_graph.budget import Usage
+from tts_graph.errors import ConfigError
+
+__all__ = [
+    "Backend",
+    "Completion",
+    "Generation",
+    "GenerationRequest",
+    "Message",
+    "SamplingParams",
+    "TokenLogprob",
+]
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "user", "content": "..."}``."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings. Every field is always sent: a vLLM server otherwise falls back to the
+    model's generation config, which silently changes results from model to model.
+
+    ``top_k=0`` and ``min_p=0`` mean "off". ``seed=None`` means unseeded.
+    """
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    max_tokens: int = 256
+    min_tokens: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    ignore_eos: bool = False
+    repetition_penalty: float = 1.0
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.max_tokens < 1:
+            problems.append(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            problems.append(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
+        if not 0 <= self.top_logprobs <= 20:
+            problems.append(f"top_logprobs must be in [0, 20], got {self.top_logprobs}")
+        if problems:
+            raise ConfigError("invalid sampling parameters: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One request: chat ``messages`` or a raw ``prompt`` (exactly one), asking for ``n``
+    samples that share the prompt's KV cache on the server.
+
+    ``continue_final_message=True`` continues the last (assistant) message instead of starting a
+    new turn: the way budget forcing appends "Wait" and lets the model go on.
+    ``extra_body`` passes further server-specific fields through unchanged.
+    """
+
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    n: int = 1
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    continue_final_message: bool = False
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ConfigError("a request needs exactly one of messages= (chat) or prompt= (raw)")
+        if self.messages is not None and not self.messages:
+            raise ConfigError("messages= is empty; give at least one chat message")
+        if self.n < 1:
+            raise ConfigError(f"n must be >= 1, got {self.n}")
+        if self.continue_final_message and (
+            self.messages is None or self.messages[-1].get("role") != "assistant"
+        ):
+            raise ConfigError(
+                "continue_final_message needs chat messages ending in an assistant message"
+            )
+
+    @classmethod
+    def chat(cls, messages: Sequence[Message], **kwargs: Any) -> GenerationRequest:
+        return cls(messages=tuple(dict(m) for m in messages), **kwargs)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sample. ``completion_tokens`` is the server's own count for this sample;
+    ``stop_reason`` is the stop string or token id that ended it (None for EOS or length)."""
+
+    index: int
+    text: str
+    finish_reason: str | None
+    stop_reason: str | int | None = None
+    completion_tokens: int = 0
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    reasoning: str | None = None
+
+    @property
+    def mean_logprob(self) -> float | None:
+        """Mean token log-probability (a cheap confidence signal), None without logprobs."""
+        if not self.logprobs:
+            return None
+        values = [t.logprob for t in self.logprobs if math.isfinite(t.logprob)]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The reply to one request: its samples in index order and what the request cost."""
+
+    completions: tuple[Completion, ...]
+    usage: Usage
+    model: str = ""
+    seed: int | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What nodes need from a model server. Implementations: :class:`~tts_graph.VLLMBackend`,
+    :class:`~tts_graph.testing.FakeBackend`."""
+
+    @property
+    def model_params(self) -> int | None:
+        """Parameter count of the served model, for the FLOPs estimate (None if unknown)."""
+        ...
+
+    async def generate(self, request: GenerationRequest) -> Generation: ...
+
+    async def tokenize(self, text: str) -> list[int]: ...

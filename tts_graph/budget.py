@@ -1,0 +1,250 @@
+"""Compute accounting: :class:`Usage` (what was spent, additive) and :class:`Budget` (frozen
+limits). Both travel in graph state; a reducer sums the usage that parallel nodes report.
+
+FLOPs are an estimate: ``2 × parameters × tokens processed`` (prompt + completion), the usual
+forward-pass cost of a dense transformer. The parameter count comes from the backend: given
+explicitly (``VLLMBackend(model_params=...)``) or read from the safetensors headers of the served
+model's folder when the server runs on this machine (the embedded model always does). When it is
+unknown the estimate is 0 and a FLOPs limit is refused at build time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tts_graph.errors import BudgetExhausted, ConfigError
+
+__all__ = ["Budget", "Remaining", "Usage", "add_usage", "estimate_flops"]
+
+
+def estimate_flops(model_params: int | None, tokens: int) -> float:
+    """Forward-pass FLOPs of ``tokens`` tokens through a dense model: ``2 · params · tokens``."""
+    return 0.0 if not model_params else 2.0 * model_params * tokens
+
+
+def _min_opt(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max_opt(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a run has spent. Adding two usages sums the counts; the wall-clock window is the
+    union of both (earliest start, latest end), so parallel branches are not double-counted.
+
+    >>> (Usage(prompt_tokens=10, calls=1) + Usage(completion_tokens=5, calls=1)).calls
+    2
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    flops: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            calls=self.calls + other.calls,
+            flops=self.flops + other.flops,
+            started_at=_min_opt(self.started_at, other.started_at),
+            ended_at=_max_opt(self.ended_at, other.ended_at),
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds between the first request's start and the last one's end."""
+        if self.started_at is None or self.ended_at is None:
+            return 0.0
+        return max(0.0, self.ended_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers for JSON output and stream events."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "calls": self.calls,
+            "flops": self.flops,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
+def add_usage(left: Usage | None, right: Usage | None) -> Usage:
+    """State reducer: sum the usage reported by nodes (order-independent)."""
+    return (left or Usage()) + (right or Usage())
+
+
+@dataclass(frozen=True)
+class Remaining:
+    """What is left of each limit (None = unlimited)."""
+
+    total_tokens: int | None = None
+    completion_tokens: int | None = None
+    calls: int | None = None
+    flops: float | None = None
+    wall_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Budget(BaseModel):
+    """Limits on what one run may spend; every limit is optional.
+
+    Running out means "finish with the best answer so far": nodes ask :meth:`can_afford` before
+    they spend and skip what does not fit. With ``strict=True`` they raise
+    :class:`~tts_graph.errors.BudgetExhausted` instead.
+
+    >>> budget = Budget(max_calls=4, max_total_tokens=2_000)
+    >>> budget.can_afford(Usage(calls=3), calls=1, prompt_tokens=50, completion_tokens=100)
+    True
+    >>> budget.can_afford(Usage(calls=4), calls=1)
+    False
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_total_tokens: int | None = Field(None, gt=0, description="prompt + completion tokens")
+    max_completion_tokens: int | None = Field(None, gt=0, description="completion tokens")
+    max_calls: int | None = Field(None, gt=0, description="requests to the model server")
+    max_flops: float | None = Field(None, gt=0, description="estimated FLOPs (2·params·tokens)")
+    max_wall_s: float | None = Field(None, gt=0, description="seconds since the first request")
+    strict: bool = Field(False, description="raise BudgetExhausted instead of finishing early")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'budget'}: {err['msg'].lower()}"
+                f" (got {err.get('input')!r})"
+                for err in exc.errors()
+            )
+            raise ConfigError(
+                f"invalid budget: {problems}; every limit is optional and must be positive"
+            ) from None
+
+    @property
+    def unlimited(self) -> bool:
+        return all(
+            v is None
+            for v in (
+                self.max_total_tokens,
+                self.max_completion_tokens,
+                self.max_calls,
+                self.max_flops,
+                self.max_wall_s,
+            )
+        )
+
+    def remaining(self, usage: Usage | None, *, now: float | None = None) -> Remaining:
+        """What is left of each limit given ``usage``."""
+        u = usage or Usage()
+        elapsed = 0.0 if u.started_at is None else (now or time.time()) - u.started_at
+
+        def left(limit: float | None, spent: float) -> Any:
+            return None if limit is None else limit - spent
+
+        return Remaining(
+            total_tokens=left(self.max_total_tokens, u.total_tokens),
+            completion_tokens=left(self.max_completion_tokens, u.completion_tokens),
+            calls=left(self.max_calls, u.calls),
+            flops=left(self.max_flops, u.flops),
+            wall_s=left(self.max_wall_s, elapsed),
+        )
+
+    def can_afford(
+        self,
+        usage: Usage | None,
+        *,
+        calls: int = 1,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        flops: float = 0.0,
+        now: float | None = None,
+    ) -> bool:
+        """Whether spending this much more stays within every limit (and time is left)."""
+        r = self.remaining(usage, now=now)
+        checks = (
+            (r.calls, calls),
+            (r.total_tokens, prompt_tokens + completion_tokens),
+            (r.completion_tokens, completion_tokens),
+            (r.flops, flops),
+        )
+        if any(left is not None and spend > left for left, spend in checks):
+            return False
+        return r.wall_s is None or r.wall_s > 0
+
+    def affordable_samples(
+        self,
+        usage: Usage | None,
+        *,
+        wanted: int,
+        prompt_tokens: int,
+        max_tokens: int,
+        model_params: int | None = None,
+        now: float | None = None,
+    ) -> int:
+        """How many of ``wanted`` samples of one ``n``-request fit, assuming each may use all of
+        ``max_tokens`` (the prompt is read once per request, as vLLM reports it)."""
+        for k in range(wanted, 0, -1):
+            tokens = prompt_tokens + k * max_tokens
+            if self.can_afford(
+                usage,
+                calls=1,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=k * max_tokens,
+                flops=estimate_flops(model_params, tokens),
+                now=now,
+            ):
+                return k
+        return 0
+
+    def require_one_call(
+        self, *, prompt_tokens: int, max_tokens: int, model_params: int | None = None
+    ) -> None:
+        """Raise :class:`ConfigError` when not even one request of this size fits: a prompt of
+        ``prompt_tokens`` with an answer of up to ``max_tokens``."""
+        tokens = prompt_tokens + max_tokens
+        if not self.can_afford(
+            None,
+            calls=1,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=max_tokens,
+            flops=estimate_flops(model_params, tokens),
+        ):
+            raise ConfigError(
+                f"the budget ({self.describe()}) is too small for a single call of {tokens} "
+                f"tokens ({prompt_tokens} prompt + up to {max_tokens} answer, "
+                f"{estimate_flops(model_params, tokens):.3g} FLOPs); raise the budget "
+                "or lower max_tokens"
+            )
+
+    def exhausted(self, what: str) -> None:
+        """Called by a node that must skip work: raises in strict mode, else returns."""
+        if self.strict:
+            raise BudgetExhausted(f"budget exhausted before {what} ({self.describe()})")
+
+    def describe(self) -> str:
+        parts = [
+            f"{name}={value}"
+            for name, value in self.model_dump(exclude={"strict"}).items()
+            if value is not None
+        ]
+        return ", ".join(parts) or "unlimited"

@@ -1,0 +1,33 @@
+"""Making a node's decision visible: in state, in the LangGraph stream and in the trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langgraph.config import get_stream_writer
+
+from tts_graph.state import Decision
+
+logger = logging.getLogger(__name__)
+
+
+def emit(decision: Decision) -> Decision:
+    """Send ``decision`` as a custom stream event (``stream_mode="custom"``) and log it.
+
+    Outside a running graph (a node called directly) there is no stream to write to; the
+    decision is still returned for the state update.
+    """
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:
+        writer = None
+    if writer is not None:
+        writer({"tts_graph": decision})
+    logger.debug("decision: %s", decision)
+    return decision
+
+
+def decision(node: str, kind: str, **data: Any) -> Decision:
+    """Build and emit a decision record."""
+    return emit({"node": node, "kind": kind, **data})

@@ -1,0 +1,105 @@
+"""Graph state: what nodes read and write, with the reducers that merge parallel updates.
+
+Nodes read and write these keys by default; every node factory lets the caller rename them
+(``make_fanout_node(..., keys=StateKeys(candidates="drafts"))``) so the nodes drop into a user's
+own state schema.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
+
+from tts_graph.budget import Budget, Usage, add_usage
+
+__all__ = ["Candidate", "Decision", "StateKeys", "TTSState", "merge_candidates"]
+
+Decision = dict[str, Any]
+"""What a node decided and why: ``{"node": ..., "kind": ..., ...}``; also streamed as a custom
+event and attached to the run's metadata."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate answer, kept with everything later nodes and the final result need.
+
+    ``seed`` is the request seed that produced it (in one ``n``-sample request all samples share
+    it and vLLM derives each sequence from it).
+    """
+
+    index: int
+    text: str
+    answer: str | None = None
+    source: str = ""
+    seed: int | None = None
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    mean_logprob: float | None = None
+    score: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "answer": self.answer,
+            "source": self.source,
+            "seed": self.seed,
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+            "mean_logprob": self.mean_logprob,
+            "score": self.score,
+        }
+
+
+def merge_candidates(
+    left: Sequence[Candidate] | None, right: Sequence[Candidate] | None
+) -> list[Candidate]:
+    """Reducer: merge by ``index`` (an update replaces the candidate with the same index) and
+    keep the list sorted by index, whatever order parallel branches finish in."""
+    merged = {c.index: c for c in (left or ())}
+    merged.update({c.index: c for c in (right or ())})
+    return [merged[i] for i in sorted(merged)]
+
+
+class TTSState(TypedDict, total=False):
+    """The default state of every graph in this library.
+
+    - ``question``: the user's question (input).
+    - ``reference``: optional ground truth for verifiers (a gold answer, code tests).
+    - ``budget``: limits for this run (input; unlimited when absent).
+    - ``usage``: what the run has spent, summed across nodes.
+    - ``candidates``: every candidate generated, sorted by index.
+    - ``answer``: the chosen final answer (extracted); ``response``: the chosen candidate's text.
+    - ``strategy``: which strategy produced the answer.
+    - ``decisions``: what each node decided and why, in order.
+    """
+
+    question: str
+    reference: Any
+    budget: Budget | None
+    usage: Annotated[Usage, add_usage]
+    candidates: Annotated[list[Candidate], merge_candidates]
+    answer: str | None
+    response: str | None
+    strategy: str
+    decisions: Annotated[list[Decision], operator.add]
+
+
+@dataclass(frozen=True)
+class StateKeys:
+    """Names of the state keys a node reads and writes; rename to fit your own schema."""
+
+    question: str = "question"
+    reference: str = "reference"
+    budget: str = "budget"
+    usage: str = "usage"
+    candidates: str = "candidates"
+    answer: str = "answer"
+    response: str = "response"
+    strategy: str = "strategy"
+    decisions: str = "decisions"

@@ -1,0 +1,75 @@
+"""Fakes for testing graphs without a model server: yours and ours.
+
+:class:`FakeBackend` is function-driven (as pydantic-ai's ``FunctionModel``): you decide what
+each sample says, and it accounts usage the way a real server would (prompt counted once per
+request, completion tokens per sample), counting whitespace-separated words as tokens.
+
+>>> backend = FakeBackend(lambda request, i: f"Answer: {12 if i % 2 else 13}")
+>>> graph = create_best_of_n_graph(backend, n=3).compile()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tts_graph.backends.base import Completion, Generation, GenerationRequest
+from tts_graph.budget import Usage, estimate_flops
+
+__all__ = ["FakeBackend", "SampleFn"]
+
+SampleFn = Callable[[GenerationRequest, int], "str | Completion | Awaitable[str | Completion]"]
+"""``(request, sample_index) -> text`` (or a full :class:`Completion`), sync or async."""
+
+
+def _count(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass
+class FakeBackend:
+    """A backend whose samples come from ``fn``; records every request in ``requests``.
+
+    Text is cut to ``max_tokens`` words (``finish_reason="length"``), like a real server.
+    """
+
+    fn: SampleFn
+    model_params: int | None = None
+    requests: list[GenerationRequest] = field(default_factory=list)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        started = time.time()
+        self.requests.append(request)
+        completions = []
+        for i in range(request.n):
+            out = self.fn(request, i)
+            if isinstance(out, Awaitable):
+                out = await out
+            if isinstance(out, Completion):
+                completions.append(out)
+                continue
+            words = out.split()
+            cap = request.sampling.max_tokens
+            finish = "length" if len(words) > cap else "stop"
+            text = " ".join(words[:cap]) if finish == "length" else out
+            completions.append(
+                Completion(index=i, text=text, finish_reason=finish, completion_tokens=min(len(words), cap))
+            )
+        if request.messages is not None:
+            prompt_tokens = sum(_count(m["content"]) for m in request.messages)
+        else:
+            prompt_tokens = _count(request.prompt or "")
+        completion_tokens = sum(c.completion_tokens for c in completions)
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            calls=1,
+            flops=estimate_flops(self.model_params, prompt_tokens + completion_tokens),
+            started_at=started,
+            ended_at=time.time(),
+        )
+        return Generation(completions=tuple(completions), usage=usage, model="fake", seed=request.sampling.seed)
+
+    async def tokenize(self, text: str) -> list[int]:
+        return list(range(_count(text)))
