@@ -101,8 +101,10 @@ def serve(
 
 
 def _budget(**limits: Any) -> Budget:
-    return Budget(**{k: v for k, v in limits.items() if v is not None and k != "strict"},
-                  strict=limits["strict"])
+    return Budget(
+        **{k: v for k, v in limits.items() if v is not None and k != "strict"},
+        strict=limits["strict"],
+    )
 
 
 @app.command()
@@ -124,7 +126,9 @@ def solve(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name on the server.")] = None,
     max_total_tokens: Annotated[int | None, typer.Option(help="Budget: tokens.")] = None,
-    max_completion_tokens: Annotated[int | None, typer.Option(help="Budget: answer tokens.")] = None,
+    max_completion_tokens: Annotated[
+        int | None, typer.Option(help="Budget: answer tokens.")
+    ] = None,
     max_calls: Annotated[int | None, typer.Option(help="Budget: requests.")] = None,
     max_flops: Annotated[float | None, typer.Option(help="Budget: estimated FLOPs.")] = None,
     max_wall_s: Annotated[float | None, typer.Option(help="Budget: seconds.")] = None,
@@ -136,7 +140,9 @@ def solve(
     _setup_logging(verbose)
     with _errors_as_one_line():
         if not question.strip():
-            raise ConfigError('the question is empty; pass it as text, e.g. tts-graph solve "What is 7+5?"')
+            raise ConfigError(
+                'the question is empty; pass it as text, e.g. tts-graph solve "What is 7+5?"'
+            )
         budget = _budget(
             max_total_tokens=max_total_tokens,
             max_completion_tokens=max_completion_tokens,
@@ -160,8 +166,17 @@ def solve(
                     server.start()
                 base_url = server.base_url
             result = asyncio.run(
-                _solve(question, base_url, model, n, select, sampling, seed, budget,
-                       server.model_params if server else None)
+                _solve(
+                    question,
+                    base_url,
+                    model,
+                    n,
+                    select,
+                    sampling,
+                    seed,
+                    budget,
+                    server.model_params if server else None,
+                )
             )
         finally:
             if server is not None:
@@ -186,7 +201,11 @@ async def _solve(
     backend = VLLMBackend(base_url, model=model, model_params=model_params)
     try:
         graph = create_best_of_n_graph(
-            backend, n=n, sampling=sampling, seed=seed, select=select  # type: ignore[arg-type]
+            backend,
+            n=n,
+            sampling=sampling,
+            seed=seed,
+            select=select,  # type: ignore[arg-type]
         ).compile()
         served = await backend.check()
         if budget.max_flops is not None and backend.model_params is None:
@@ -221,4 +240,8 @@ async def _solve(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
     app()

@@ -8,7 +8,7 @@ own state schema.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -16,7 +16,10 @@ from typing_extensions import TypedDict
 
 from tts_graph.budget import Budget, Usage, add_usage
 
-__all__ = ["Candidate", "Decision", "StateKeys", "TTSState", "merge_candidates"]
+__all__ = ["Candidate", "Decision", "NodeFn", "StateKeys", "TTSState", "merge_candidates"]
+
+NodeFn = Callable[[Any], Awaitable[dict[str, Any]]]
+"""An async LangGraph node: takes the state, returns a partial update."""
 
 Decision = dict[str, Any]
 """What a node decided and why: ``{"node": ..., "kind": ..., ...}``; also streamed as a custom

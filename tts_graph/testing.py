@@ -54,7 +54,9 @@ class FakeBackend:
             finish = "length" if len(words) > cap else "stop"
             text = " ".join(words[:cap]) if finish == "length" else out
             completions.append(
-                Completion(index=i, text=text, finish_reason=finish, completion_tokens=min(len(words), cap))
+                Completion(
+                    index=i, text=text, finish_reason=finish, completion_tokens=min(len(words), cap)
+                )
             )
         if request.messages is not None:
             prompt_tokens = sum(_count(m["content"]) for m in request.messages)
@@ -69,7 +71,9 @@ class FakeBackend:
             started_at=started,
             ended_at=time.time(),
         )
-        return Generation(completions=tuple(completions), usage=usage, model="fake", seed=request.sampling.seed)
+        return Generation(
+            completions=tuple(completions), usage=usage, model="fake", seed=request.sampling.seed
+        )
 
     async def tokenize(self, text: str) -> list[int]:
         return list(range(_count(text)))

@@ -37,8 +37,8 @@ def vllm_server() -> Iterator[RunningServer]:
         yield RunningServer(server.base_url, server.model_params, server)
     finally:
         server.stop()
-        
-        
+
+
 @pytest.fixture
 async def backend(vllm_server: RunningServer) -> AsyncIterator[VLLMBackend]:
     b = VLLMBackend(vllm_server.base_url)

@@ -11,7 +11,7 @@ import httpx
 
 
 @contextmanager
-def fault_proxy(target_root: str, *, fail_posts: int, status: int = 503) -> Iterator["ProxyState"]:
+def fault_proxy(target_root: str, *, fail_posts: int, status: int = 503) -> Iterator[ProxyState]:
     """Forward everything to ``target_root``; answer the first ``fail_posts`` POSTs with
     ``status`` instead. Yields a state object with the counters."""
     state = ProxyState(fail_posts, status)
@@ -28,7 +28,9 @@ def fault_proxy(target_root: str, *, fail_posts: int, status: int = 503) -> Iter
                     state.posts += 1
                     inject = state.posts <= state.fail_posts
                 if inject:
-                    payload = b'{"error": {"message": "injected failure", "code": %d}}' % state.status
+                    payload = (
+                        b'{"error": {"message": "injected failure", "code": %d}}' % state.status
+                    )
                     self.send_response(state.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -36,7 +38,9 @@ def fault_proxy(target_root: str, *, fail_posts: int, status: int = 503) -> Iter
                     self.wfile.write(payload)
                     return
             resp = upstream.request(
-                method, self.path, content=body,
+                method,
+                self.path,
+                content=body,
                 headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
             )
             self.send_response(resp.status_code)

@@ -50,7 +50,7 @@ def test_majority_tie_goes_to_the_higher_summed_score_then_first_seen():
         Candidate(index=0, text="", answer="5", mean_logprob=-2.0),
         Candidate(index=1, text="", answer="6", mean_logprob=-0.1),
     ]
-    best, votes, tie = majority_vote(c)
+    best, _, tie = majority_vote(c)
     assert best.answer == "6" and tie == "summed score"
     same = [Candidate(index=3, text="", answer="5"), Candidate(index=1, text="", answer="6")]
     best, _, tie = majority_vote(same)
@@ -81,8 +81,10 @@ async def test_select_without_candidates_answers_none_and_says_why():
 
 
 async def test_select_falls_back_to_best_score_when_nothing_votes():
-    cands = [Candidate(index=0, text="no idea", mean_logprob=-1.0),
-             Candidate(index=1, text="unsure", mean_logprob=-0.2)]
+    cands = [
+        Candidate(index=0, text="no idea", mean_logprob=-1.0),
+        Candidate(index=1, text="unsure", mean_logprob=-0.2),
+    ]
     out = await make_select_node()({"candidates": cands})
     assert out["response"] == "unsure"
     assert out["decisions"][0]["fallback"] == "best_score"
@@ -127,7 +129,9 @@ async def test_fanout_indexes_after_existing_candidates_and_honours_renamed_keys
 
 
 async def test_graph_with_exhausted_budget_finishes_without_an_answer():
-    graph = create_best_of_n_graph(answers(1), n=4, sampling=SamplingParams(max_tokens=64)).compile()
+    graph = create_best_of_n_graph(
+        answers(1), n=4, sampling=SamplingParams(max_tokens=64)
+    ).compile()
     state = await graph.ainvoke({"question": "q", "budget": Budget(max_total_tokens=30)})
     assert state["answer"] is None
     assert state.get("candidates", []) == []

@@ -5,10 +5,19 @@ from tts_graph.errors import BudgetExhausted, ConfigError
 
 
 def test_usage_adds_counts_and_unions_the_time_window():
-    a = Usage(prompt_tokens=10, completion_tokens=5, calls=1, flops=3.0, started_at=100.0, ended_at=105.0)
-    b = Usage(prompt_tokens=7, completion_tokens=2, calls=2, flops=1.0, started_at=102.0, ended_at=110.0)
+    a = Usage(
+        prompt_tokens=10, completion_tokens=5, calls=1, flops=3.0, started_at=100.0, ended_at=105.0
+    )
+    b = Usage(
+        prompt_tokens=7, completion_tokens=2, calls=2, flops=1.0, started_at=102.0, ended_at=110.0
+    )
     total = a + b
-    assert (total.prompt_tokens, total.completion_tokens, total.calls, total.flops) == (17, 7, 3, 4.0)
+    assert (total.prompt_tokens, total.completion_tokens, total.calls, total.flops) == (
+        17,
+        7,
+        3,
+        4.0,
+    )
     # Overlapping parallel requests: the window is 100..110, not 5 + 8 seconds.
     assert total.wall_s == pytest.approx(10.0)
     assert total.total_tokens == 24
@@ -34,8 +43,12 @@ def test_flops_estimate_is_two_params_per_token():
 
 @pytest.mark.parametrize(
     ("limits", "bad"),
-    [({"max_calls": -1}, "max_calls"), ({"max_total_tokens": 0}, "max_total_tokens"),
-     ({"max_wall_s": -0.5}, "max_wall_s"), ({"max_callz": 3}, "max_callz")],
+    [
+        ({"max_calls": -1}, "max_calls"),
+        ({"max_total_tokens": 0}, "max_total_tokens"),
+        ({"max_wall_s": -0.5}, "max_wall_s"),
+        ({"max_callz": 3}, "max_callz"),
+    ],
 )
 def test_invalid_budget_is_a_config_error_naming_the_field(limits, bad):
     with pytest.raises(ConfigError, match=bad) as info:
@@ -53,7 +66,9 @@ def test_can_afford_checks_each_limit():
     budget = Budget(max_total_tokens=100, max_completion_tokens=50, max_calls=3)
     spent = Usage(prompt_tokens=30, completion_tokens=20, calls=2)
     assert budget.can_afford(spent, calls=1, prompt_tokens=10, completion_tokens=30)
-    assert not budget.can_afford(spent, calls=1, prompt_tokens=10, completion_tokens=31)  # completion
+    assert not budget.can_afford(
+        spent, calls=1, prompt_tokens=10, completion_tokens=31
+    )  # completion
     assert not budget.can_afford(spent, calls=1, prompt_tokens=21, completion_tokens=30)  # total
     assert not budget.can_afford(spent, calls=2)  # calls
 
@@ -79,7 +94,10 @@ def test_affordable_samples_counts_the_prompt_once():
 def test_affordable_samples_respects_flops():
     budget = Budget(max_flops=2 * 10 * 50)
     # params=10: each token costs 20 FLOPs; 50 tokens fit: 10 prompt + 2 * 20
-    assert budget.affordable_samples(None, wanted=8, prompt_tokens=10, max_tokens=20, model_params=10) == 2
+    assert (
+        budget.affordable_samples(None, wanted=8, prompt_tokens=10, max_tokens=20, model_params=10)
+        == 2
+    )
 
 
 def test_require_one_call_explains_what_to_change():

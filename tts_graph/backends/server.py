@@ -26,7 +26,7 @@ from types import TracebackType
 import httpx
 
 from tts_graph.backends.embedded import EMBEDDED_MODEL_NAME, embedded_model_dir
-from tts_graph.errors import ConfigError, ServerStartError
+from tts_graph.errors import ServerStartError
 
 __all__ = ["ServerConfig", "VLLMServer", "count_parameters", "free_port"]
 
@@ -157,7 +157,9 @@ class VLLMServer:
         ]  # fmt: skip
         if cfg.enforce_eager:
             cmd.append("--enforce-eager")
-        cmd.append("--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching")
+        cmd.append(
+            "--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching"
+        )
         if cfg.disable_chunked_prefill:
             cmd.append("--no-enable-chunked-prefill")
         cmd.extend(cfg.extra_args)

@@ -13,11 +13,17 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from tts_graph.backends.base import Completion, Generation, GenerationRequest, TokenLogprob
 from tts_graph.backends.server import count_parameters
@@ -43,6 +49,11 @@ def _server_message(exc: openai.APIStatusError) -> str:
             return str(body["message"])
     text = exc.response.text.strip() if exc.response is not None else ""
     return text[:500] or exc.message
+
+
+def _local_parameters(root: str) -> int | None:
+    path = Path(root)
+    return count_parameters(path) if path.is_dir() else None
 
 
 class VLLMBackend:
@@ -96,7 +107,9 @@ class VLLMBackend:
             api_key=api_key,
             timeout=timeout_s,
             max_retries=0,  # tenacity owns retries, so they are classified and counted once
-            http_client=self._http,
+            # openai>=3 is built on httpx2 and still takes an httpx client; sharing one
+            # client keeps a single connection pool (and lets tests mock the transport).
+            http_client=cast(Any, self._http),
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._resolved = False
@@ -154,8 +167,8 @@ class VLLMBackend:
         if self._model_params is None:
             # A server on this machine reports the model folder as "root": count its weights.
             root = served[self._model].get("root")
-            if isinstance(root, str) and Path(root).is_dir():
-                self._model_params = count_parameters(Path(root))
+            if isinstance(root, str):
+                self._model_params = await asyncio.to_thread(_local_parameters, root)
 
     async def health(self) -> bool:
         """True when ``/health`` answers 200 (vLLM answers 503 once its engine is dead)."""
@@ -178,15 +191,17 @@ class VLLMBackend:
                 wait=wait_random_exponential(multiplier=self._backoff[0], max=self._backoff[1]),
                 retry=retry_if_exception(_is_retryable),
                 reraise=True,
-                before_sleep=lambda rs: logger.warning(
-                    "retrying a request to %s after: %s", self.base_url, rs.outcome.exception()
-                ),
+                before_sleep=self._log_retry,
             )
             async for attempt in retrying:
                 with attempt:
                     response = await self._send(request)
             ended = time.time()
         return self._parse(response, request, started, ended)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning("retrying a request to %s after: %s", self.base_url, error)
 
     async def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` from the server's own tokenizer (``POST /tokenize``)."""
@@ -199,7 +214,9 @@ class VLLMBackend:
             resp.raise_for_status()
             return [int(t) for t in resp.json()["tokens"]]
         except (httpx.HTTPError, KeyError, ValueError) as exc:
-            raise BackendError(f"tokenize failed at {self._root_url}/tokenize: {exc}", retryable=False) from exc
+            raise BackendError(
+                f"tokenize failed at {self._root_url}/tokenize: {exc}", retryable=False
+            ) from exc
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -264,21 +281,27 @@ class VLLMBackend:
         message = f"the server at {self.base_url} answered HTTP {status}: {_server_message(exc)}"
         if status >= 500 and not await self.health():
             return EngineDeadError(
-                message + f"; its /health check fails too, so its engine is down: restart the "
+                message + "; its /health check fails too, so its engine is down: restart the "
                 "server (see its log) and run again",
                 status=status,
             )
         retryable = status == 429 or status >= 500
         return BackendError(message, retryable=retryable, status=status)
 
-    def _parse(self, response: Any, request: GenerationRequest, started: float, ended: float) -> Generation:
+    def _parse(
+        self, response: Any, request: GenerationRequest, started: float, ended: float
+    ) -> Generation:
         completions = sorted(
             (self._parse_choice(c, chat=request.messages is not None) for c in response.choices),
             key=lambda c: c.index,
         )
         counted = sum(c.completion_tokens for c in completions)
         usage = getattr(response, "usage", None)
-        prompt_tokens = int(usage.prompt_tokens) if usage else len(getattr(response, "prompt_token_ids", None) or ())
+        prompt_tokens = (
+            int(usage.prompt_tokens)
+            if usage
+            else len(getattr(response, "prompt_token_ids", None) or ())
+        )
         completion_tokens = int(usage.completion_tokens) if usage else counted
         return Generation(
             completions=tuple(completions),

