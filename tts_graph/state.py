@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from typing_extensions import TypedDict
 
 from tts_graph.budget import Budget, Usage, add_usage
+from tts_graph.verifiers.base import Verdict
 
 __all__ = ["Candidate", "Decision", "NodeFn", "StateKeys", "TTSState", "merge_candidates"]
 
@@ -43,6 +44,7 @@ class Candidate:
     finish_reason: str | None = None
     mean_logprob: float | None = None
     score: float | None = None
+    verdict: Verdict | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +58,13 @@ class Candidate:
             "finish_reason": self.finish_reason,
             "mean_logprob": self.mean_logprob,
             "score": self.score,
+            "verdict": None
+            if self.verdict is None
+            else {
+                "passed": self.verdict.passed,
+                "score": self.verdict.score,
+                "reason": self.verdict.reason,
+            },
         }
 
 

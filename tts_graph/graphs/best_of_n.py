@@ -1,4 +1,4 @@
-"""Best-of-N: sample N candidates in one request, then choose one."""
+"""Best-of-N: sample N candidates in one request, optionally verify them, then choose one."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from langgraph.graph import END, START, StateGraph
 from tts_graph.backends.base import Backend, SamplingParams
 from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import SelectRule, make_select_node
+from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import TTSState
+from tts_graph.verifiers.base import Verifier
 
 __all__ = ["create_best_of_n_graph"]
 
@@ -19,28 +21,36 @@ def create_best_of_n_graph(
     n: int = 8,
     sampling: SamplingParams | None = None,
     seed: int = 0,
-    select: SelectRule = "majority",
+    verifier: Verifier | None = None,
+    select: SelectRule | None = None,
     prompt: PromptFn | None = None,
 ) -> StateGraph[TTSState]:
-    """Build (uncompiled) ``START → fanout → select → END``.
+    """Build (uncompiled) ``START → fanout [→ verify] → select → END``.
 
-    ``select="majority"`` votes over the candidates' final answers (self-consistency);
-    ``"best_score"`` takes the highest-scored candidate (mean token logprob unless a verifier
-    scored them). Invalid options raise :class:`~tts_graph.errors.ConfigError` here, at build time.
+    Without a verifier the answer is chosen by majority vote over the candidates' final answers
+    (self-consistency); with one, by the best verifier score (``select="best_score"``, ties to the
+    lowest index). ``select`` overrides either default. Invalid options raise
+    :class:`~tts_graph.errors.ConfigError` here, at build time.
 
     >>> graph = create_best_of_n_graph(backend, n=8).compile()  # doctest: +SKIP
     >>> result = await graph.ainvoke({"question": "What is 7+5?"})
     >>> result["answer"]
     '12'
     """
+    rule: SelectRule = select or ("best_score" if verifier is not None else "majority")
     builder: StateGraph[TTSState] = StateGraph(TTSState)
     # mypy cannot match a TypedDict against langgraph's TypedDict-like protocol bound, so
     # add_node's overloads never fit a typed node; the nodes take any state mapping.
     builder.add_node(  # type: ignore[call-overload]
         "fanout", make_fanout_node(backend, n=n, sampling=sampling, seed=seed, prompt=prompt)
     )
-    builder.add_node("select", make_select_node(rule=select, strategy="best_of_n"))  # type: ignore[call-overload]
+    builder.add_node("select", make_select_node(rule=rule, strategy="best_of_n"))  # type: ignore[call-overload]
     builder.add_edge(START, "fanout")
-    builder.add_edge("fanout", "select")
+    if verifier is not None:
+        builder.add_node("verify", make_verify_node(verifier))  # type: ignore[call-overload]
+        builder.add_edge("fanout", "verify")
+        builder.add_edge("verify", "select")
+    else:
+        builder.add_edge("fanout", "select")
     builder.add_edge("select", END)
     return builder

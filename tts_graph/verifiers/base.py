@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from tts_graph.budget import Usage
+
 __all__ = ["Problem", "Verdict", "Verifier"]
 
 
@@ -34,6 +36,8 @@ class Verdict:
     ``passed`` is None when the verifier only scores (a reward model, a pointwise judge).
     ``score`` is in [0, 1] where the verifier can say so (1.0 = certainly right).
     ``step_scores`` holds a process reward model's per-step scores; ``score`` is their aggregate.
+    ``usage`` is what checking this candidate cost on a model server (LLM judges, reward models),
+    so the verifier node can add it to the run's budget.
     """
 
     passed: bool | None
@@ -41,6 +45,7 @@ class Verdict:
     reason: str
     step_scores: tuple[float, ...] | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    usage: Usage | None = None
 
     @classmethod
     def failure(cls, reason: str, **details: Any) -> Verdict:

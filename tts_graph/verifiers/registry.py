@@ -1,0 +1,146 @@
+"""Verifiers by name, for specs and the CLI; register your own with :func:`register_verifier`.
+
+A verifier is either a class with an async ``verify(problem, candidates)`` or a plain function
+``fn(problem, candidate)`` (sync or async) returning a bool, a float score in [0, 1] or a
+:class:`Verdict`; :class:`FunctionVerifier` adapts the function, and turns anything it raises
+into a failed verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from tts_graph.errors import ConfigError
+from tts_graph.verifiers.base import Problem, Verdict, Verifier
+
+__all__ = [
+    "FunctionVerifier",
+    "available_verifiers",
+    "create_verifier",
+    "register_verifier",
+]
+
+CheckFn = Callable[[Problem, str], "bool | float | Verdict | Awaitable[bool | float | Verdict]"]
+VerifierFactory = Callable[..., Verifier]
+
+
+class FunctionVerifier:
+    """Wrap ``fn(problem, candidate) -> bool | float | Verdict`` (sync or async) as a verifier.
+
+    Sync functions run in worker threads so a slow check does not block the event loop.
+
+    >>> v = FunctionVerifier(lambda problem, text: "12" in text, name="has_12")
+    """
+
+    def __init__(self, fn: CheckFn, *, name: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "function")
+
+    async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
+        return list(await asyncio.gather(*(self._one(problem, c) for c in candidates)))
+
+    async def _one(self, problem: Problem, candidate: str) -> Verdict:
+        try:
+            if inspect.iscoroutinefunction(self.fn):
+                out = await self.fn(problem, candidate)
+            else:
+                out = await asyncio.to_thread(self.fn, problem, candidate)
+                if inspect.isawaitable(out):
+                    out = await out
+        except Exception as exc:
+            return Verdict.failure(f"{self.name} raised {type(exc).__name__}: {exc}")
+        if isinstance(out, Verdict):
+            return out
+        if isinstance(out, bool):
+            return Verdict(passed=out, score=float(out), reason=f"{self.name} returned {out}")
+        if isinstance(out, int | float):
+            return Verdict(passed=None, score=float(out), reason=f"{self.name} scored {out:g}")
+        return Verdict.failure(
+            f"{self.name} returned {type(out).__name__}; return a bool, a float or a Verdict"
+        )
+
+
+def _builtin(module: str, cls: str) -> VerifierFactory:
+    def factory(**options: Any) -> Verifier:
+        mod = __import__(f"tts_graph.verifiers.{module}", fromlist=[cls])
+        verifier: Verifier = getattr(mod, cls)(**options)
+        return verifier
+
+    factory.__name__ = cls
+    return factory
+
+
+_REGISTRY: dict[str, VerifierFactory] = {
+    "math": _builtin("math", "MathVerifier"),
+    "exact": _builtin("math", "ExactMatchVerifier"),
+    "numeric": _builtin("math", "NumericVerifier"),
+    "regex": _builtin("math", "RegexVerifier"),
+    "code": _builtin("code", "CodeVerifier"),
+    "judge": _builtin("judge", "LLMJudge"),
+    "prm": _builtin("reward", "ProcessRewardVerifier"),
+    "orm": _builtin("reward", "OutcomeRewardVerifier"),
+}
+
+
+def register_verifier(
+    name: str, verifier: VerifierFactory | CheckFn | None = None, *, replace: bool = False
+) -> Any:
+    """Register a verifier class/factory or a check function under ``name``.
+
+    Usable directly or as a decorator::
+
+        @register_verifier("contains_answer")
+        def contains_answer(problem, candidate):
+            return str(problem.reference) in candidate
+    """
+
+    def add(obj: Any) -> Any:
+        if not name or not name.isidentifier():
+            raise ConfigError(f"a verifier name must be an identifier, got {name!r}")
+        if name in _REGISTRY and not replace:
+            raise ConfigError(
+                f"a verifier named {name!r} is already registered; pass replace=True to override"
+            )
+        if inspect.isclass(obj):
+            _REGISTRY[name] = obj
+        elif callable(obj):
+            params = [
+                p
+                for p in inspect.signature(obj).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            if len(params) == 2:  # a check function (problem, candidate)
+                _REGISTRY[name] = lambda **options: FunctionVerifier(obj, name=name, **options)
+            else:  # a factory taking options
+                _REGISTRY[name] = obj
+        else:
+            raise ConfigError(f"cannot register {obj!r}: give a class, a factory or a function")
+        return obj
+
+    return add if verifier is None else add(verifier)
+
+
+def available_verifiers() -> list[str]:
+    """Names that :func:`create_verifier` accepts."""
+    return sorted(_REGISTRY)
+
+
+def create_verifier(name: str, **options: Any) -> Verifier:
+    """Build the verifier registered as ``name`` with ``options``.
+
+    >>> create_verifier("numeric").name
+    'numeric'
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown verifier {name!r}; choose one of: {', '.join(available_verifiers())}"
+        ) from None
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for verifier {name!r}: {exc}") from exc
