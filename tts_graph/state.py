@@ -17,10 +17,26 @@ from typing_extensions import TypedDict
 from tts_graph.budget import Budget, Usage, add_usage
 from tts_graph.verifiers.base import Verdict
 
-__all__ = ["Candidate", "Decision", "NodeFn", "StateKeys", "TTSState", "merge_candidates"]
+__all__ = [
+    "Candidate",
+    "Decision",
+    "NodeFn",
+    "StateKeys",
+    "TTSState",
+    "as_node",
+    "merge_candidates",
+]
 
 NodeFn = Callable[[Any], Awaitable[dict[str, Any]]]
 """An async LangGraph node: takes the state, returns a partial update."""
+
+
+def as_node(fn: Callable[..., Any]) -> Any:
+    """Hand a node to ``StateGraph.add_node``. Our nodes accept any state mapping, which mypy
+    cannot match against langgraph's TypedDict-like bound on ``add_node``; this keeps that one
+    typing gap in one place instead of an ignore at every call."""
+    return fn
+
 
 Decision = dict[str, Any]
 """What a node decided and why: ``{"node": ..., "kind": ..., ...}``; also streamed as a custom
@@ -88,6 +104,8 @@ class TTSState(TypedDict, total=False):
     - ``candidates``: every candidate generated, sorted by index.
     - ``answer``: the chosen final answer (extracted); ``response``: the chosen candidate's text.
     - ``strategy``: which strategy produced the answer.
+    - ``difficulty``: the difficulty probe's score and bin, when a graph estimates it.
+    - ``branches``: the planned per-candidate branches of a ``Send`` fan-out.
     - ``decisions``: what each node decided and why, in order.
     """
 
@@ -99,6 +117,8 @@ class TTSState(TypedDict, total=False):
     answer: str | None
     response: str | None
     strategy: str
+    difficulty: dict[str, Any] | None
+    branches: list[dict[str, Any]]
     decisions: Annotated[list[Decision], operator.add]
 
 
@@ -114,4 +134,6 @@ class StateKeys:
     answer: str = "answer"
     response: str = "response"
     strategy: str = "strategy"
+    difficulty: str = "difficulty"
+    branches: str = "branches"
     decisions: str = "decisions"

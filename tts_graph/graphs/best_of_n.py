@@ -9,7 +9,7 @@ from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import SelectRule, make_select_node
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
-from tts_graph.state import TTSState
+from tts_graph.state import TTSState, as_node
 from tts_graph.verifiers.base import Verifier
 
 __all__ = ["create_best_of_n_graph"]
@@ -39,15 +39,14 @@ def create_best_of_n_graph(
     """
     rule: SelectRule = select or ("best_score" if verifier is not None else "majority")
     builder: StateGraph[TTSState] = StateGraph(TTSState)
-    # mypy cannot match a TypedDict against langgraph's TypedDict-like protocol bound, so
-    # add_node's overloads never fit a typed node; the nodes take any state mapping.
-    builder.add_node(  # type: ignore[call-overload]
-        "fanout", make_fanout_node(backend, n=n, sampling=sampling, seed=seed, prompt=prompt)
+    builder.add_node(
+        "fanout",
+        as_node(make_fanout_node(backend, n=n, sampling=sampling, seed=seed, prompt=prompt)),
     )
-    builder.add_node("select", make_select_node(rule=rule, strategy="best_of_n"))  # type: ignore[call-overload]
+    builder.add_node("select", as_node(make_select_node(rule=rule, strategy="best_of_n")))
     builder.add_edge(START, "fanout")
     if verifier is not None:
-        builder.add_node("verify", make_verify_node(verifier))  # type: ignore[call-overload]
+        builder.add_node("verify", as_node(make_verify_node(verifier)))
         builder.add_edge("fanout", "verify")
         builder.add_edge("verify", "select")
     else:

@@ -1,25 +1,34 @@
-"""Parallel fan-out: sample ``n`` candidates for the question in one ``n``-sample request, so
-vLLM reads the prompt once and shares its KV cache across the samples.
+"""Parallel fan-out, in two modes.
 
-The node asks the budget first and requests only as many samples as it can afford (assuming each
-may use all of ``max_tokens``); what it skipped is recorded.
+- :func:`make_fanout_node` (the default): ``n`` candidates in one ``n``-sample request, so vLLM
+  reads the prompt once and shares its KV cache across the samples.
+- :func:`add_send_fanout`: one LangGraph ``Send`` branch per candidate, for heterogeneous
+  branches (temperatures, system prompts) and per-candidate verification.
+
+Both ask the budget first and request only as many samples as they can afford (assuming each may
+use all of ``max_tokens``); what they skipped is recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
 from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams
-from tts_graph.budget import Budget
+from tts_graph.budget import Budget, Usage, estimate_flops
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys, as_node
 from tts_graph.verifiers.answer import extract_answer
+from tts_graph.verifiers.base import Problem, Verdict, Verifier
 
-__all__ = ["make_fanout_node"]
+__all__ = ["Branch", "add_send_fanout", "estimate_prompt_tokens", "make_fanout_node"]
 
 # Chat templates add a few tokens per message around the content we can tokenize.
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
@@ -101,3 +110,137 @@ def make_fanout_node(
 
     fanout.__name__ = name
     return fanout
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Settings of one ``Send`` branch; unset fields keep the fan-out's own."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    system: str | None = None
+
+
+def add_send_fanout(
+    builder: StateGraph[Any],
+    backend: Backend,
+    *,
+    n: int,
+    branches: Sequence[Branch] = (),
+    sampling: SamplingParams | None = None,
+    seed: int = 0,
+    prompt: PromptFn | None = None,
+    verifier: Verifier | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+    keys: StateKeys = StateKeys(),
+    source: str = START,
+    target: str = END,
+    name: str = "fanout",
+) -> None:
+    """Wire a per-candidate fan-out into ``builder``: ``source → {name} ⇉ {name}_branch × n → target``.
+
+    Use it when candidates differ (temperatures, system prompts: ``branches`` are cycled over the
+    ``n`` candidates) or when each should be verified on its own as soon as it exists. The plan
+    node ``name`` checks the budget first and plans only the branches it can afford (recording
+    the rest as skipped); each planned branch runs as its own LangGraph ``Send``, makes one
+    request with seed ``seed + i`` and adds candidate ``i``; the candidates reducer keeps them
+    sorted by index whatever order they finish in.
+
+    >>> add_send_fanout(builder, backend, n=4, branches=[Branch(temperature=0.3), Branch(temperature=1.0)],
+    ...                 source=START, target="select")  # doctest: +SKIP
+    """
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    branches = tuple(branches) or (Branch(),)
+    base = sampling or SamplingParams(logprobs=True)
+    build_prompt = prompt or question_prompt(key=keys.question)
+    branch_node = f"{name}_branch"
+
+    def branch_params(i: int) -> tuple[SamplingParams, str | None]:
+        b = branches[i % len(branches)]
+        params = dataclasses.replace(
+            base,
+            seed=seed + i,
+            temperature=base.temperature if b.temperature is None else b.temperature,
+            top_p=base.top_p if b.top_p is None else b.top_p,
+            max_tokens=base.max_tokens if b.max_tokens is None else b.max_tokens,
+        )
+        return params, b.system
+
+    async def plan(state: Mapping[str, Any]) -> dict[str, Any]:
+        budget: Budget = state.get(keys.budget) or Budget()
+        messages = build_prompt(state)
+        offset = max((c.index for c in state.get(keys.candidates) or []), default=-1) + 1
+        planned: list[dict[str, Any]] = []
+        spent = state.get(keys.usage) or None
+        prompt_tokens = 0 if budget.unlimited else await estimate_prompt_tokens(backend, messages)
+        reserved = spent or Usage()
+        for i in range(n):
+            params, _ = branch_params(i)
+            cost = Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=params.max_tokens,
+                calls=1,
+                flops=estimate_flops(backend.model_params, prompt_tokens + params.max_tokens),
+            )
+            if not budget.unlimited and not budget.can_afford(
+                reserved, calls=1, prompt_tokens=cost.prompt_tokens,
+                completion_tokens=cost.completion_tokens, flops=cost.flops,
+            ):  # fmt: skip
+                break
+            reserved = reserved + cost
+            planned.append({"index": offset + i, "seed": params.seed, "branch": i})
+        if not planned:
+            budget.exhausted(f"{name} could plan any branch")
+        record = decision(
+            name, "fanout", mode="send", requested=n, sampled=len(planned),
+            skipped=n - len(planned), reason="budget" if len(planned) < n else None,
+            seeds=[p["seed"] for p in planned],
+        )  # fmt: skip
+        return {keys.branches: planned, keys.decisions: [record]}
+
+    def send(state: Mapping[str, Any]) -> list[Send]:
+        context = {k: v for k, v in state.items() if k not in (keys.candidates, keys.decisions)}
+        return [
+            Send(branch_node, {**context, "_branch": p}) for p in state.get(keys.branches) or []
+        ]
+
+    async def one_branch(payload: Mapping[str, Any]) -> dict[str, Any]:
+        spec = payload["_branch"]
+        params, system = branch_params(spec["branch"])
+        messages = build_prompt(payload)
+        if system is not None:
+            messages = [{"role": "system", "content": system}] + [
+                m for m in messages if m["role"] != "system"
+            ]
+        gen = await backend.generate(GenerationRequest.chat(messages, sampling=params))
+        c = gen.completions[0]
+        candidate = Candidate(
+            index=spec["index"], text=c.text, answer=extract(c.text), source=name,
+            seed=params.seed, completion_tokens=c.completion_tokens,
+            finish_reason=c.finish_reason, mean_logprob=c.mean_logprob,
+            metadata={"branch": spec["branch"] % len(branches), "temperature": params.temperature},
+        )  # fmt: skip
+        usage = gen.usage
+        if verifier is not None:
+            problem = Problem(str(payload.get(keys.question, "")), payload.get(keys.reference))
+            (verdict,) = await _verify_one(verifier, problem, candidate.text)
+            candidate = dataclasses.replace(candidate, verdict=verdict, score=verdict.score)
+            if verdict.usage is not None:
+                usage = usage + verdict.usage
+        return {keys.candidates: [candidate], keys.usage: usage}
+
+    builder.add_node(name, as_node(plan))
+    builder.add_node(branch_node, as_node(one_branch))
+    builder.add_edge(source, name)
+    builder.add_conditional_edges(name, send, [branch_node])
+    builder.add_edge(branch_node, target)
+
+
+async def _verify_one(verifier: Verifier, problem: Problem, text: str) -> list[Verdict]:
+    try:
+        verdicts = list(await verifier.verify(problem, [text]))
+    except Exception as exc:  # a crashing verifier fails the candidate, not the graph
+        return [Verdict.failure(f"verifier raised {type(exc).__name__}: {exc}")]
+    return verdicts if len(verdicts) == 1 else [Verdict.failure("verifier returned no verdict")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from tts_graph.errors import ConfigError
 from tts_graph.verifiers.base import Problem, Verdict, Verifier
@@ -105,7 +105,7 @@ def register_verifier(
                 f"a verifier named {name!r} is already registered; pass replace=True to override"
             )
         if inspect.isclass(obj):
-            _REGISTRY[name] = obj
+            _REGISTRY[name] = cast(VerifierFactory, obj)
         elif callable(obj):
             params = [
                 p
@@ -113,7 +113,9 @@ def register_verifier(
                 if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
             ]
             if len(params) == 2:  # a check function (problem, candidate)
-                _REGISTRY[name] = lambda **options: FunctionVerifier(obj, name=name, **options)
+                _REGISTRY[name] = cast(
+                    VerifierFactory, lambda **options: FunctionVerifier(obj, name=name, **options)
+                )
             else:  # a factory taking options
                 _REGISTRY[name] = obj
         else:

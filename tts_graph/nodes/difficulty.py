@@ -1,0 +1,326 @@
+"""Difficulty estimation (Snell et al. 2024: route compute by how hard a prompt is).
+
+A cheap probe draws ``k`` short samples in one ``n=k`` request; an estimator turns them into a
+score in [0, 1] (1 = hard) and :class:`DifficultyBins` turn the score into a bin. The probe's
+samples are kept as candidates, so the strategy that follows does not waste them.
+
+Estimators (pick by name or pass your own function ``probe -> score``, sync or async):
+
+- ``"agreement"``: 1 − the share of the most common final answer (unextractable answers count
+  as distinct). Agreement across samples is the strongest cheap signal measured on the embedded
+  model (AUROC 0.80 between easy and hard arithmetic).
+- ``"logprob"``: 1 − exp(mean token log-probability): low model confidence means hard.
+- ``"entropy"``: normalised entropy of the answer distribution.
+- ``"combined"``: the mean of ``agreement`` and ``logprob``; continuous where ``agreement`` with
+  small ``k`` has only a few values.
+- :class:`SelfRating`: ask the model to rate the question's difficulty (one more call).
+
+Thresholds are fitted, not guessed: :meth:`DifficultyBins.fit` takes probe scores of a
+calibration set and puts the thresholds at their quantiles (equal-mass bins, as Snell et al.
+bin by quantiles). :data:`DEFAULT_BINS` were fitted that way on real data; ``bench/fit_difficulty.py``
+reproduces them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tts_graph.backends.base import Backend, Completion, GenerationRequest, SamplingParams
+from tts_graph.budget import Budget, Usage
+from tts_graph.errors import ConfigError
+from tts_graph.nodes._record import decision
+from tts_graph.nodes.fanout import estimate_prompt_tokens
+from tts_graph.prompts import PromptFn, question_prompt
+from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.verifiers.answer import extract_answer, normalize_answer
+
+__all__ = [
+    "DEFAULT_BINS",
+    "ESTIMATORS",
+    "DifficultyBins",
+    "Probe",
+    "SelfRating",
+    "agreement_score",
+    "auroc",
+    "combined_score",
+    "entropy_score",
+    "logprob_score",
+    "make_difficulty_node",
+]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The probe's samples and their extracted answers."""
+
+    question: str
+    completions: tuple[Completion, ...]
+    answers: tuple[str | None, ...]
+
+    def answer_counts(self) -> Counter[str]:
+        """Votes per normalised answer; each unextractable answer is its own singleton."""
+        keys = [
+            normalize_answer(a) if a and a.strip() else f"<none:{i}>"
+            for i, a in enumerate(self.answers)
+        ]
+        return Counter(keys)
+
+
+Estimator = Callable[[Probe], "float | Awaitable[float]"]
+
+
+def agreement_score(probe: Probe) -> float:
+    """1 − the share of the most common answer.
+
+    >>> p = Probe("q", (), ("12", "12", "12", "13"))
+    >>> agreement_score(p)
+    0.25
+    """
+    counts = probe.answer_counts()
+    if not counts:
+        return 1.0
+    return 1.0 - max(counts.values()) / sum(counts.values())
+
+
+def logprob_score(probe: Probe) -> float:
+    """1 − exp(mean over samples of their mean token logprob); 1.0 without logprobs."""
+    values = [c.mean_logprob for c in probe.completions if c.mean_logprob is not None]
+    if not values:
+        return 1.0
+    return 1.0 - math.exp(sum(values) / len(values))
+
+
+def entropy_score(probe: Probe) -> float:
+    """Entropy of the answer distribution divided by its maximum, log(k)."""
+    counts = probe.answer_counts()
+    total = sum(counts.values())
+    if total <= 1:
+        return 0.0
+    h = -sum(c / total * math.log(c / total) for c in counts.values())
+    return h / math.log(total)
+
+
+def combined_score(probe: Probe) -> float:
+    """Mean of :func:`agreement_score` and :func:`logprob_score`."""
+    return (agreement_score(probe) + logprob_score(probe)) / 2
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "agreement": agreement_score,
+    "logprob": logprob_score,
+    "entropy": entropy_score,
+    "combined": combined_score,
+}
+
+
+class SelfRating:
+    """Ask the model how hard the question is, on a 1–10 scale (one more call per question).
+
+    An unparseable rating counts as 0.5 (no information).
+    """
+
+    def __init__(self, backend: Backend, *, sampling: SamplingParams | None = None) -> None:
+        self.backend = backend
+        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=32)
+        self.usage = Usage()
+
+    async def __call__(self, probe: Probe) -> float:
+        gen = await self.backend.generate(
+            GenerationRequest.chat(
+                [
+                    {
+                        "role": "system",
+                        "content": "Rate how hard the question is to answer correctly, from 1 "
+                        "(trivial) to 10 (very hard). Reply with 'Difficulty: N'.",
+                    },
+                    {"role": "user", "content": probe.question},
+                ],
+                sampling=self.sampling,
+            )
+        )
+        self.usage += gen.usage
+        match = re.findall(r"(\d+(?:\.\d+)?)", gen.completions[0].text)
+        if not match:
+            return 0.5
+        return min(1.0, max(0.0, (float(match[0]) - 1) / 9))
+
+
+@dataclass(frozen=True)
+class DifficultyBins:
+    """Thresholds that cut scores into labelled bins: a score below ``thresholds[i]`` (and at or
+    above the previous one) falls in ``labels[i]``; at or above the last, in ``labels[-1]``.
+
+    >>> DifficultyBins((0.3, 0.6), ("easy", "medium", "hard")).bin(0.45)
+    'medium'
+    """
+
+    thresholds: tuple[float, ...]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.thresholds) + 1:
+            raise ConfigError(
+                f"{len(self.thresholds)} thresholds make {len(self.thresholds) + 1} bins, but "
+                f"{len(self.labels)} labels were given"
+            )
+        if list(self.thresholds) != sorted(self.thresholds):
+            raise ConfigError(f"thresholds must be ascending, got {self.thresholds}")
+
+    def bin(self, score: float) -> str:
+        for threshold, label in zip(self.thresholds, self.labels, strict=False):
+            if score < threshold:
+                return label
+        return self.labels[-1]
+
+    @classmethod
+    def fit(
+        cls, scores: Sequence[float], *, labels: Sequence[str] = ("easy", "medium", "hard")
+    ) -> DifficultyBins:
+        """Equal-mass bins: thresholds at the quantiles of calibration ``scores``.
+
+        Ties (scores with few distinct values) can make neighbouring thresholds equal; a bin
+        between equal thresholds is then empty, which is the honest outcome.
+
+        >>> DifficultyBins.fit([0.0, 0.1, 0.2, 0.5, 0.6, 0.9]).thresholds
+        (0.2, 0.6)
+        """
+        if len(labels) < 2:
+            raise ConfigError("give at least two bin labels")
+        if len(scores) < len(labels):
+            raise ConfigError(
+                f"need at least {len(labels)} calibration scores for {len(labels)} bins, "
+                f"got {len(scores)}"
+            )
+        ordered = sorted(scores)
+        cuts = tuple(_quantile(ordered, q / len(labels)) for q in range(1, len(labels)))
+        return cls(thresholds=cuts, labels=tuple(labels))
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """The lower empirical quantile (a score that exists in the data)."""
+    index = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return float(ordered[index])
+
+
+def auroc(scores: Sequence[float], positives: Sequence[bool]) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative
+    (ties count half). Used to check that a difficulty score separates hard from easy.
+
+    >>> auroc([0.9, 0.8, 0.1], [True, True, False])
+    1.0
+    """
+    pos = [s for s, p in zip(scores, positives, strict=True) if p]
+    neg = [s for s, p in zip(scores, positives, strict=True) if not p]
+    if not pos or not neg:
+        raise ValueError("AUROC needs at least one positive and one negative")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+# Fitted by bench/fit_difficulty.py on reasoning-gym basic_arithmetic (see BENCHMARKS.md).
+DEFAULT_BINS = DifficultyBins(thresholds=(0.25, 0.5), labels=("easy", "medium", "hard"))
+
+
+def make_difficulty_node(
+    backend: Backend,
+    *,
+    k: int = 4,
+    estimator: str | Estimator = "agreement",
+    bins: DifficultyBins = DEFAULT_BINS,
+    sampling: SamplingParams | None = None,
+    seed: int = 0,
+    prompt: PromptFn | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+    keep_candidates: bool = True,
+    keys: StateKeys = StateKeys(),
+    name: str = "difficulty",
+) -> NodeFn:
+    """Make a node that probes the question and writes ``state[keys.difficulty]``:
+    ``{"score", "bin", "estimator", "k", "answers"}``; the probe samples join the candidates.
+
+    >>> node = make_difficulty_node(backend, k=4, estimator="agreement")  # doctest: +SKIP
+    """
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    if isinstance(estimator, str):
+        if estimator not in ESTIMATORS:
+            raise ConfigError(
+                f"unknown estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}, "
+                "or pass a function probe -> score"
+            )
+        estimate, estimator_name = ESTIMATORS[estimator], estimator
+    else:
+        estimate, estimator_name = (
+            estimator,
+            getattr(estimator, "__name__", type(estimator).__name__),
+        )
+    params = dataclasses.replace(
+        sampling or SamplingParams(temperature=0.7, max_tokens=128, logprobs=True), seed=seed
+    )
+    build_prompt = prompt or question_prompt(key=keys.question)
+
+    async def difficulty(state: Mapping[str, Any]) -> dict[str, Any]:
+        budget: Budget = state.get(keys.budget) or Budget()
+        messages = build_prompt(state)
+        wanted = k
+        if not budget.unlimited:
+            wanted = budget.affordable_samples(
+                state.get(keys.usage),
+                wanted=k,
+                prompt_tokens=await estimate_prompt_tokens(backend, messages),
+                max_tokens=params.max_tokens,
+                model_params=backend.model_params,
+            )
+        if wanted == 0:
+            budget.exhausted(f"{name} could probe the question")
+            record = decision(name, "difficulty", score=None, bin=None, reason="budget")
+            return {keys.difficulty: None, keys.decisions: [record]}
+        gen = await backend.generate(GenerationRequest.chat(messages, n=wanted, sampling=params))
+        answers = tuple(extract(c.text) for c in gen.completions)
+        probe = Probe(str(state.get(keys.question, "")), gen.completions, answers)
+        raw = estimate(probe)
+        score = float(await raw) if inspect.isawaitable(raw) else float(raw)
+        if not 0.0 <= score <= 1.0:
+            raise ConfigError(f"estimator {estimator_name} returned {score}; scores are in [0, 1]")
+        usage = gen.usage + getattr(estimate, "usage", Usage())
+        label = bins.bin(score)
+        result = {
+            "score": score,
+            "bin": label,
+            "estimator": estimator_name,
+            "k": len(gen.completions),
+            "answers": list(answers),
+        }
+        record = decision(name, "difficulty", **result, thresholds=list(bins.thresholds))
+        update: dict[str, Any] = {
+            keys.difficulty: result,
+            keys.usage: usage,
+            keys.decisions: [record],
+        }
+        if keep_candidates:
+            existing = state.get(keys.candidates) or []
+            offset = max((c.index for c in existing), default=-1) + 1
+            update[keys.candidates] = [
+                Candidate(
+                    index=offset + c.index,
+                    text=c.text,
+                    answer=a,
+                    source=name,
+                    seed=params.seed,
+                    completion_tokens=c.completion_tokens,
+                    finish_reason=c.finish_reason,
+                    mean_logprob=c.mean_logprob,
+                )
+                for c, a in zip(gen.completions, answers, strict=True)
+            ]
+        return update
+
+    difficulty.__name__ = name
+    return difficulty
