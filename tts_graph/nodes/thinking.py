@@ -1,0 +1,170 @@
+"""Internal scaling: turn a reasoning model's own thinking dial, where the server offers one.
+
+Controls sent (only those you set):
+
+- ``thinking_budget`` → vLLM's ``thinking_token_budget`` (needs a server started with a
+  reasoning parser / ``--reasoning-config``; version-dependent);
+- ``enable_thinking`` → ``chat_template_kwargs={"enable_thinking": ...}`` (Qwen3-style templates);
+- ``reasoning_effort`` → ``reasoning_effort`` ("low" / "medium" / "high").
+
+The thinking is read back from ``message.reasoning`` (a server with a reasoning parser) or from
+the text between the thinking markers, and its tokens are counted with the server's tokenizer;
+they are part of the completion tokens the budget already counts. ``n`` samples come from one
+request, so it composes with selection (best-of-N over thinking runs).
+
+When the server refuses a control (HTTP 400 naming it), ``fallback="budget_forcing"`` runs the
+client-side budget-forcing loop with the same thinking cap instead, and says so in the decision;
+``fallback="error"`` raises :class:`~tts_graph.errors.ConfigError` with the server's reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams
+from tts_graph.budget import Budget
+from tts_graph.errors import BackendError, ConfigError
+from tts_graph.nodes._record import decision
+from tts_graph.nodes.fanout import estimate_prompt_tokens
+from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
+from tts_graph.prompts import PromptFn, question_prompt
+from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.verifiers.answer import extract_answer
+
+__all__ = ["make_thinking_node", "split_thinking"]
+
+_CONTROL_WORDS = ("thinking_token_budget", "reasoning", "chat_template_kwargs", "enable_thinking")
+
+
+def split_thinking(text: str, markers: ThinkingMarkers = ThinkingMarkers()) -> tuple[str, str]:
+    """Split a reply into (thinking, answer) at the markers; no markers: no thinking.
+
+    >>> split_thinking("<think>7+5 is 12</think>Answer: 12")
+    ('7+5 is 12', 'Answer: 12')
+    """
+    if markers.end not in text:
+        return "", text
+    head, answer = text.rsplit(markers.end, 1)
+    thinking = head.split(markers.start, 1)[-1]
+    return thinking.strip(), answer.strip()
+
+
+def make_thinking_node(
+    backend: Backend,
+    *,
+    n: int = 1,
+    thinking_budget: int | None = None,
+    enable_thinking: bool | None = None,
+    reasoning_effort: Literal["low", "medium", "high"] | None = None,
+    fallback: Literal["budget_forcing", "error"] = "budget_forcing",
+    markers: ThinkingMarkers = ThinkingMarkers(),
+    answer_max_tokens: int = 128,
+    sampling: SamplingParams | None = None,
+    seed: int = 0,
+    prompt: PromptFn | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+    keys: StateKeys = StateKeys(),
+    name: str = "thinking",
+) -> NodeFn:
+    """Make a node that samples ``n`` thinking runs with the server-side controls set.
+
+    >>> node = make_thinking_node(backend, n=4, thinking_budget=1024, enable_thinking=True)  # doctest: +SKIP
+    """
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    if thinking_budget is not None and thinking_budget < 1:
+        raise ConfigError(f"thinking_budget must be >= 1, got {thinking_budget}")
+    if fallback not in ("budget_forcing", "error"):
+        raise ConfigError(f"unknown fallback {fallback!r}; choose one of: budget_forcing, error")
+    if reasoning_effort not in (None, "low", "medium", "high"):
+        raise ConfigError(
+            f"unknown reasoning_effort {reasoning_effort!r}; choose one of: low, medium, high"
+        )
+    max_tokens = (thinking_budget or 0) + answer_max_tokens
+    params = dataclasses.replace(
+        sampling or SamplingParams(temperature=0.7, max_tokens=max(max_tokens, 256)), seed=seed
+    )
+    extra: dict[str, Any] = {}
+    if thinking_budget is not None:
+        extra["thinking_token_budget"] = thinking_budget
+        params = dataclasses.replace(params, max_tokens=max_tokens)
+    if enable_thinking is not None:
+        extra["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
+    if reasoning_effort is not None:
+        extra["reasoning_effort"] = reasoning_effort
+    build_prompt = prompt or question_prompt(key=keys.question)
+    forcing = make_budget_forcing_node(
+        backend, n=n, max_thinking_tokens=thinking_budget or 512, markers=markers,
+        answer_max_tokens=answer_max_tokens, sampling=sampling, seed=seed, extract=extract,
+        keys=keys, name=name,
+    )  # fmt: skip
+    refused: list[str] = []  # the server's reason, remembered after the first refusal
+
+    async def think(state: Mapping[str, Any]) -> dict[str, Any]:
+        if refused:
+            return await _fall_back(state, refused[0])
+        budget: Budget = state.get(keys.budget) or Budget()
+        messages = build_prompt(state)
+        wanted = n
+        if not budget.unlimited:
+            wanted = budget.affordable_samples(
+                state.get(keys.usage), wanted=n,
+                prompt_tokens=await estimate_prompt_tokens(backend, messages),
+                max_tokens=params.max_tokens, model_params=backend.model_params,
+            )  # fmt: skip
+        if wanted == 0:
+            budget.exhausted(f"{name} could sample a thinking run")
+            return {keys.decisions: [decision(name, "thinking", sampled=0, reason="budget")]}
+        try:
+            gen = await backend.generate(
+                GenerationRequest.chat(messages, n=wanted, sampling=params, extra_body=extra)
+            )
+        except BackendError as exc:
+            if exc.status == 400 and any(w in str(exc) for w in _CONTROL_WORDS):
+                refused.append(str(exc))
+                return await _fall_back(state, str(exc))
+            raise
+        existing = state.get(keys.candidates) or []
+        offset = max((c.index for c in existing), default=-1) + 1
+        candidates, runs = [], []
+        for c in gen.completions:
+            if c.reasoning is not None:
+                thinking, answer_text, source = c.reasoning, c.text, "server"
+            else:
+                thinking, answer_text = split_thinking(c.text, markers)
+                source = "markers" if thinking else "none"
+            thinking_tokens = len(await backend.tokenize(thinking)) if thinking else 0
+            runs.append({"thinking_tokens": thinking_tokens, "thinking_from": source,
+                         "completion_tokens": c.completion_tokens})  # fmt: skip
+            candidates.append(
+                Candidate(
+                    index=offset + c.index, text=c.text, answer=extract(answer_text), source=name,
+                    seed=params.seed, completion_tokens=c.completion_tokens,
+                    finish_reason=c.finish_reason, mean_logprob=c.mean_logprob,
+                    metadata={"thinking": thinking, "thinking_tokens": thinking_tokens},
+                )
+            )  # fmt: skip
+        record = decision(
+            name, "thinking", controls=extra, sampled=len(candidates), skipped=n - len(candidates),
+            fallback=None, runs=runs, usage=gen.usage.to_dict(),
+        )  # fmt: skip
+        return {keys.candidates: candidates, keys.usage: gen.usage, keys.decisions: [record]}
+
+    async def _fall_back(state: Mapping[str, Any], reason: str) -> dict[str, Any]:
+        if fallback == "error":
+            raise ConfigError(
+                f"the server does not offer the thinking controls {sorted(extra)}: {reason}; "
+                "start it with a reasoning parser, or use fallback='budget_forcing'"
+            )
+        update = await forcing(state)
+        note = decision(
+            name, "thinking", controls=extra, fallback="budget_forcing", reason=reason,
+            max_thinking_tokens=thinking_budget or 512,
+        )  # fmt: skip
+        update[keys.decisions] = [note, *update[keys.decisions]]
+        return update
+
+    think.__name__ = name
+    return think
