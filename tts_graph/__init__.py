@@ -28,18 +28,34 @@ from tts_graph.errors import (
     TTSGraphError,
 )
 from tts_graph.graphs import create_best_of_n_graph
-from tts_graph.nodes import make_fanout_node, make_select_node
+from tts_graph.nodes import (
+    Branch,
+    DifficultyBins,
+    ThinkingMarkers,
+    add_send_fanout,
+    make_budget_forcing_node,
+    make_consistency_node,
+    make_difficulty_node,
+    make_fanout_node,
+    make_select_node,
+    make_self_refine_node,
+    make_thinking_node,
+    make_tournament_node,
+    make_verify_node,
+)
 from tts_graph.state import Candidate, StateKeys, TTSState
 from tts_graph.verifiers import Problem, Verdict, Verifier
 
 __all__ = [
     "Backend",
     "BackendError",
+    "Branch",
     "Budget",
     "BudgetExhausted",
     "Candidate",
     "Completion",
     "ConfigError",
+    "DifficultyBins",
     "EngineDeadError",
     "Generation",
     "GenerationRequest",
@@ -50,14 +66,23 @@ __all__ = [
     "StateKeys",
     "TTSGraphError",
     "TTSState",
+    "ThinkingMarkers",
     "Usage",
     "VLLMBackend",
     "VLLMServer",
     "Verdict",
     "Verifier",
+    "add_send_fanout",
     "create_best_of_n_graph",
+    "make_budget_forcing_node",
+    "make_consistency_node",
+    "make_difficulty_node",
     "make_fanout_node",
     "make_select_node",
+    "make_self_refine_node",
+    "make_thinking_node",
+    "make_tournament_node",
+    "make_verify_node",
 ]
 
 __version__ = "0.1.0"

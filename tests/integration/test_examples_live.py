@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
+EXAMPLES = [
+    p
+    for p in sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
+    if not p.name.startswith("_")
+]
 
 
 def test_there_are_examples():

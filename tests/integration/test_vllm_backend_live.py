@@ -10,11 +10,12 @@ import asyncio
 
 import httpx
 import pytest
-from fault_proxy import fault_proxy
 
 from tts_graph.backends.base import GenerationRequest, SamplingParams
 from tts_graph.backends.vllm import VLLMBackend
 from tts_graph.errors import BackendError, ConfigError
+
+from fault_proxy import fault_proxy
 
 QUESTION = [{"role": "user", "content": "What is 7+5?"}]
 GREEDY = SamplingParams(temperature=0.0, max_tokens=24)

@@ -158,11 +158,12 @@ def make_thinking_node(
                 f"the server does not offer the thinking controls {sorted(extra)}: {reason}; "
                 "start it with a reasoning parser, or use fallback='budget_forcing'"
             )
-        update = await forcing(state)
+        # Announce the fallback before running it, so the stream shows cause before effect.
         note = decision(
             name, "thinking", controls=extra, fallback="budget_forcing", reason=reason,
             max_thinking_tokens=thinking_budget or 512,
         )  # fmt: skip
+        update = await forcing(state)
         update[keys.decisions] = [note, *update[keys.decisions]]
         return update
 

@@ -51,14 +51,21 @@ _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _ENCLOSING = (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
+_EQUALS = re.compile(r"(?<![<>!=\\])=(?!=)")
+
+
 def _clean(answer: str) -> str | None:
-    """Trim an answer taken from a line: first sentence, no markdown emphasis, no math delimiters."""
+    """Trim an answer taken from a line: first sentence, no markdown emphasis, no math
+    delimiters, and of an equation only its right-hand side ("12+19 = 31" -> "31")."""
     answer = _SENTENCE_END.split(answer, maxsplit=1)[0].strip().strip("*").strip()
     for left, right in _ENCLOSING:
         if answer.startswith(left) and answer.endswith(right) and len(answer) > len(left + right):
             answer = answer[len(left) : -len(right)].strip()
             if left == "$":  # display math: $$...$$
                 answer = answer.strip("$").strip()
+    rhs = _EQUALS.split(answer)[-1].strip()
+    if rhs:
+        answer = rhs
     answer = answer.rstrip(".").strip()
     return answer or None
 

@@ -54,7 +54,7 @@ def test_extract_boxed(text: str, expected: str | None) -> None:
     [
         ("Final Answer: 12", "12"),
         ("Final Answer: The final answer is 12. I hope it is correct.", "12"),
-        ("**Final Answer:** $x = 5$", "x = 5"),
+        ("**Final Answer:** $x = 5$", "5"),  # an equation gives its right-hand side
         ("**Final Answer**: 3.5.", "3.5"),
         ("### Final Answer\n7", "7"),
         ("The final answer is $$\\frac{1}{2}$$.", "\\frac{1}{2}"),
@@ -179,7 +179,7 @@ def test_chain_extractors_returns_first_hit_in_order() -> None:
         ("\\left( 1, 2 \\right)", "(1,2)"),
         ("30^\\circ", "30"),
         ("30^{\\circ}", "30"),
-        ("x = 3", "x=3"),
+        ("x = 3", "3"),
         ("Paris", "Paris"),
     ],
 )
@@ -223,3 +223,18 @@ def test_canonical_number(text: str, expected: str | None) -> None:
 )
 def test_parse_number(text: str, expected: Fraction | None) -> None:
     assert parse_number(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Final Answer: 12+19 = 31", "31"),
+        ("Answer: x = 3", "3"),
+        ("The answer is 2 + 2 = 4.", "4"),
+        ("Answer: x <= 3", "x <= 3"),
+        ("Answer: a == b", "a == b"),
+        ("Answer: 7 + 5 = ", "7 + 5 ="),
+    ],
+)
+def test_line_answers_keep_the_right_hand_side_of_an_equation(text, expected):
+    assert extract_answer(text) == expected

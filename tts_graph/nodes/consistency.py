@@ -1,0 +1,208 @@
+"""Self-consistency with an early stop: sample in rounds and stop once the vote is settled.
+
+Each round is one ``n``-sample request (the prompt is read once); round ``r`` (from 1) carries
+seed ``seed + r − 1`` so rounds differ. Votes are over normalised final answers of the samples
+this node drew (as in :func:`~tts_graph.nodes.select.majority_vote`); candidates already in state
+do not vote. Two stopping rules, both from its_hub:
+
+- ``"adaptive"``: draw ``initial`` samples (default 2), then keep doubling the total (request
+  the difference: 2, 2, 4, 8, … up to ``max_samples``) until the top answer holds at least
+  ``threshold`` (default 0.75) of the samples drawn. Samples without an extractable answer count
+  in the denominator: a pile of unparseable replies is no consensus.
+- ``"beta"``: draw batches of ``initial`` samples (default 2) and stop as soon as
+  :func:`prob_top_stays_on_top` of the top two answers' votes reaches ``threshold`` (default
+  0.95). Samples without an answer vote for neither. All-agreeing samples stop after 4.
+
+Either rule also stops at ``max_samples``. Before each round the node asks the budget how many
+samples fit (each may use all of ``max_tokens``) and never requests more; when a round is cut
+short or none fits it stops with ``reason="budget"`` (:class:`~tts_graph.errors.BudgetExhausted`
+in strict mode). A backend failure after the first round stops with the samples so far.
+
+Every round is recorded and streamed (votes, statistic, continue/stop and why), then a summary
+with ``skipped = max_samples − drawn``. The node writes candidates, usage and decisions, not the
+answer: put a majority-vote :func:`~tts_graph.nodes.select.make_select_node` after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from math import comb
+from typing import Any, Literal
+
+from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams
+from tts_graph.budget import Budget, Usage
+from tts_graph.errors import BackendError, ConfigError
+from tts_graph.nodes._record import decision
+from tts_graph.nodes.fanout import estimate_prompt_tokens
+from tts_graph.nodes.select import majority_vote
+from tts_graph.prompts import PromptFn, question_prompt
+from tts_graph.state import Candidate, Decision, NodeFn, StateKeys
+from tts_graph.verifiers.answer import extract_answer
+
+__all__ = ["StopRule", "make_consistency_node", "prob_top_stays_on_top"]
+
+logger = logging.getLogger(__name__)
+
+StopRule = Literal["adaptive", "beta"]
+_STOPS: tuple[str, ...] = ("adaptive", "beta")
+_DEFAULT_THRESHOLD = {"adaptive": 0.75, "beta": 0.95}
+
+
+def _regularized_beta(x: Fraction, a: int, b: int) -> Fraction:
+    """``I_x(a, b)`` for positive integers, exactly: ``P(Binomial(a + b − 1, x) ≥ a)``."""
+    n = a + b - 1
+    return sum((comb(n, j) * x**j * (1 - x) ** (n - j) for j in range(a, n + 1)), Fraction(0))
+
+
+def prob_top_stays_on_top(v1: int, v2: int) -> float:
+    """``1 − I_0.5(v1 + 1, v2 + 1)``: with a uniform prior on the top answer's share ``p`` among
+    the top two, the posterior probability that ``p > 1/2`` after ``v1`` votes for the top
+    answer and ``v2`` for the runner-up. Computed exactly (no scipy).
+
+    >>> prob_top_stays_on_top(3, 0), prob_top_stays_on_top(4, 0), prob_top_stays_on_top(2, 2)
+    (0.9375, 0.96875, 0.5)
+    """
+    if v1 < 0 or v2 < 0:
+        raise ValueError(f"vote counts must be >= 0, got {v1} and {v2}")
+    return float(1 - _regularized_beta(Fraction(1, 2), v1 + 1, v2 + 1))
+
+
+def _statistic(stop: str, votes: Mapping[str, int], drawn: int) -> float:
+    top = [*sorted(votes.values(), reverse=True), 0, 0]
+    if stop == "adaptive":
+        return top[0] / drawn
+    return prob_top_stays_on_top(top[0], top[1])
+
+
+def make_consistency_node(
+    backend: Backend,
+    *,
+    stop: StopRule = "adaptive",
+    max_samples: int = 16,
+    initial: int | None = None,
+    threshold: float | None = None,
+    sampling: SamplingParams | None = None,
+    seed: int = 0,
+    prompt: PromptFn | None = None,
+    extract: Callable[[str], str | None] = extract_answer,
+    keys: StateKeys = StateKeys(),
+    name: str = "consistency",
+) -> NodeFn:
+    """Make a node that samples candidates in rounds until the vote is settled (see the module
+    docs for both rules) and adds them to ``state[keys.candidates]``.
+
+    ``initial``: the first request's size (``"adaptive"``) or every batch's size (``"beta"``),
+    default 2. ``threshold``: top answer's share (``"adaptive"``, default 0.75) or
+    :func:`prob_top_stays_on_top` (``"beta"``, default 0.95).
+
+    >>> graph.add_node("sample", make_consistency_node(backend, stop="beta"))  # doctest: +SKIP
+    >>> graph.add_node("vote", make_select_node(rule="majority"))  # doctest: +SKIP
+    """
+    if stop not in _STOPS:
+        raise ConfigError(f"unknown stop rule {stop!r}; choose one of: {', '.join(_STOPS)}")
+    if max_samples < 1:
+        raise ConfigError(f"max_samples must be >= 1, got {max_samples}")
+    first = min(2, max_samples) if initial is None else initial
+    if not 1 <= first <= max_samples:
+        raise ConfigError(f"initial must be in [1, max_samples={max_samples}], got {initial}")
+    limit = _DEFAULT_THRESHOLD[stop] if threshold is None else threshold
+    if not 0.0 < limit <= 1.0:
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+    base = sampling or SamplingParams(logprobs=True)
+    build_prompt = prompt or question_prompt(key=keys.question)
+
+    def wanted_next(drawn: int) -> int:
+        total = (first if drawn == 0 else 2 * drawn) if stop == "adaptive" else drawn + first
+        return min(total, max_samples) - drawn
+
+    async def consistency(state: Mapping[str, Any]) -> dict[str, Any]:
+        budget: Budget = state.get(keys.budget) or Budget()
+        spent_before: Usage = state.get(keys.usage) or Usage()
+        messages = build_prompt(state)
+        prompt_tokens: int | None = None
+        existing = state.get(keys.candidates) or []
+        offset = max((c.index for c in existing), default=-1) + 1
+        drawn: list[Candidate] = []
+        spent = Usage()
+        records: list[Decision] = []
+        votes: dict[str, int] = {}
+        statistic: float | None = None
+        reason = "max_samples"
+        while True:
+            round_no = len(records) + 1
+            wanted = wanted_next(len(drawn))
+            n = wanted
+            if not budget.unlimited:
+                if prompt_tokens is None:
+                    prompt_tokens = await estimate_prompt_tokens(backend, messages)
+                n = budget.affordable_samples(
+                    spent_before + spent,
+                    wanted=wanted,
+                    prompt_tokens=prompt_tokens,
+                    max_tokens=base.max_tokens,
+                    model_params=backend.model_params,
+                )
+            if n < wanted:
+                budget.exhausted(f"{name} round {round_no} could draw {wanted} samples")
+            if n == 0:
+                reason = "budget"
+                break
+            params = dataclasses.replace(base, seed=seed + round_no - 1)
+            try:
+                gen = await backend.generate(GenerationRequest.chat(messages, n=n, sampling=params))
+            except BackendError as exc:
+                if not drawn:
+                    raise
+                logger.warning("%s: round %d failed, stopping: %s", name, round_no, exc)
+                reason = "backend_error"
+                break
+            spent += gen.usage
+            drawn += [
+                Candidate(
+                    index=offset + len(drawn) + i,
+                    text=c.text,
+                    answer=extract(c.text),
+                    source=name,
+                    seed=params.seed,
+                    completion_tokens=c.completion_tokens,
+                    finish_reason=c.finish_reason,
+                    mean_logprob=c.mean_logprob,
+                )
+                for i, c in enumerate(gen.completions)
+            ]
+            votes = majority_vote(drawn)[1]
+            statistic = _statistic(stop, votes, len(drawn))
+            if statistic >= limit:
+                reason, why = "threshold", f"statistic {statistic:.4g} >= threshold {limit:g}"
+            elif len(drawn) >= max_samples:
+                reason, why = "max_samples", f"drew max_samples={max_samples}"
+            elif n < wanted:
+                reason, why = "budget", f"the budget afforded {n} of {wanted} samples"
+            else:
+                reason, why = "", f"statistic {statistic:.4g} < threshold {limit:g}"
+            records.append(
+                decision(
+                    name, "consistency_round", round=round_no, requested=wanted, sampled=n,
+                    seed=params.seed, drawn=len(drawn), votes=votes, statistic=statistic,
+                    threshold=limit, decision="stop" if reason else "continue", why=why,
+                )
+            )  # fmt: skip
+            if reason:
+                break
+        summary = decision(
+            name, "consistency", stop=stop, rounds=len(records), drawn=len(drawn),
+            max_samples=max_samples, skipped=max_samples - len(drawn), reason=reason,
+            votes=votes, statistic=statistic, usage=spent.to_dict(),
+        )  # fmt: skip
+        update: dict[str, Any] = {keys.decisions: [*records, summary]}
+        if drawn:
+            update[keys.candidates] = drawn
+        if spent.calls:
+            update[keys.usage] = spent
+        return update
+
+    consistency.__name__ = name
+    return consistency

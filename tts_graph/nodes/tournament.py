@@ -1,0 +1,339 @@
+"""Pairwise tournaments: pick the final answer by letting a judge compare candidates in pairs.
+
+Rules follow Chen et al. 2024 (arXiv 2411.19477):
+
+- ``"knockout"``: survivors are paired in index order each round; each pair is judged ``k``
+  times, ``⌈k/2⌉`` with the lower-index candidate shown as A and ``⌊k/2⌋`` with it shown as B,
+  which cancels a judge's position bias; the majority of votes advances. A tie (including no
+  votes at all) is broken at random by ``random.Random(seed)``, so a run is reproducible. An
+  odd survivor gets a bye. Two candidates with the same normalised final answer (else the same
+  stripped text) need no judge: the lower index advances. For ``N`` distinct candidates this is
+  exactly ``⌈log2 N⌉`` rounds and ``(N − 1) · k`` judge calls; the calls of one round run
+  concurrently.
+- ``"league"``: every candidate draws ``opponents`` others at random (``random.Random(seed)``);
+  the drawn pairs, without repeats, are the schedule (so each candidate plays at least
+  ``opponents`` games). A game is judged like a knockout pair; a candidate's game score is its
+  share of the game's votes (0.5 when nobody got one, or when the two are identical) and its
+  standing is the average over its games. The best standing wins, ties to the lower index.
+
+Every judgement is cached by (text shown as A, text shown as B, repetition), so the same pair
+is never judged twice, even when duplicate texts meet again later. A reply without a parseable
+winner, or a judge call that raises :class:`~tts_graph.errors.BackendError`, is no vote (the
+error is recorded; failed calls report no usage). Before each knockout round, and before the
+league, the node asks the budget for the calls it needs; when they do not fit it stops and the
+best survivor so far wins (most wins, then lower index), with ``reason="budget"``
+(:class:`~tts_graph.errors.BudgetExhausted` in strict mode).
+
+The decision records the bracket (or the league's games and standings), judge calls, cache
+hits, errors and the judge's consistency: among judgements of the same pair in both orders,
+the fraction of (A,B)/(B,A) pairs in which both votes name the same candidate (pairs where
+either call gave no vote are left out; None when there is no such pair). A judge that always
+says "A" scores 0.0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from tts_graph.budget import Budget, Usage
+from tts_graph.errors import BackendError, ConfigError
+from tts_graph.nodes._record import decision
+from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.verifiers.answer import extract_answer, normalize_answer
+from tts_graph.verifiers.judge import Preference
+
+__all__ = ["PairwiseJudge", "TournamentMode", "make_tournament_node"]
+
+logger = logging.getLogger(__name__)
+
+TournamentMode = Literal["knockout", "league"]
+_MODES: tuple[str, ...] = ("knockout", "league")
+
+# A judgement: (text shown as A, text shown as B, repetition of that ordering).
+_Key = tuple[str, str, int]
+
+
+class PairwiseJudge(Protocol):
+    """Anything that says which of two answers to a question is better, such as
+    :class:`~tts_graph.verifiers.judge.LLMJudge`.
+
+    >>> class Longer:
+    ...     async def compare(self, question: str, a: str, b: str) -> Preference:
+    ...         return Preference("A" if len(a) >= len(b) else "B", raw="", usage=Usage())
+    >>> judge: PairwiseJudge = Longer()
+    """
+
+    async def compare(self, question: str, a: str, b: str) -> Preference: ...
+
+
+def _identity(c: Candidate) -> str:
+    """What makes two candidates "the same answer"."""
+    if c.answer is not None and c.answer.strip():
+        return "answer:" + normalize_answer(c.answer)
+    return "text:" + c.text.strip()
+
+
+def _plan(x: Candidate, y: Candidate, k: int) -> list[tuple[_Key, bool]]:
+    """The ``k`` judgements of a pair, each with whether ``x`` is shown as A (extra one: A)."""
+    return [((x.text, y.text, j), True) for j in range((k + 1) // 2)] + [
+        ((y.text, x.text, j), False) for j in range(k // 2)
+    ]
+
+
+@dataclass
+class _Game:
+    x: Candidate
+    y: Candidate
+    votes_x: int = 0
+    votes_y: int = 0
+    no_votes: int = 0
+    identical: bool = False
+
+    def record(
+        self, winner: Candidate | None = None, tie_break: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "pair": [self.x.index, self.y.index],
+            "votes": [self.votes_x, self.votes_y],
+            "no_votes": self.no_votes,
+            "winner": None if winner is None else winner.index,
+            "identical": self.identical,
+            "bye": False,
+            "tie_break": tie_break,
+        }
+
+
+@dataclass
+class _Session:
+    """One node run: the judge, its cache and what it has cost."""
+
+    judge: PairwiseJudge
+    question: str
+    k: int
+    cache: dict[_Key, str | None] = field(default_factory=dict)
+    calls: int = 0
+    cache_hits: int = 0
+    usage: Usage = field(default_factory=Usage)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def needed(self, pairs: Sequence[tuple[Candidate, Candidate]]) -> int:
+        """Judge calls a set of pairs would cost (uncached, distinct judgements)."""
+        keys = {key for x, y in pairs for key, _ in _plan(x, y, self.k)}
+        return len(keys - self.cache.keys())
+
+    async def _ask(self, key: _Key) -> None:
+        a, b, _ = key
+        self.calls += 1
+        try:
+            pref = await self.judge.compare(self.question, a, b)
+        except BackendError as exc:
+            logger.warning("judge call failed, counted as no vote: %s", exc)
+            self.errors.append({"error": str(exc), "retryable": exc.retryable})
+            self.cache[key] = None
+            return
+        self.usage += pref.usage
+        self.cache[key] = pref.winner if pref.winner in ("A", "B") else None
+
+    async def play(self, pairs: Sequence[tuple[Candidate, Candidate]]) -> list[_Game]:
+        games = [_Game(x, y, identical=_identity(x) == _identity(y)) for x, y in pairs]
+        plans = [[] if g.identical else _plan(g.x, g.y, self.k) for g in games]
+        wanted = {key for plan in plans for key, _ in plan}
+        fresh = [key for key in sorted(wanted) if key not in self.cache]
+        await asyncio.gather(*(self._ask(key) for key in fresh))
+        self.cache_hits += sum(len(plan) for plan in plans) - len(fresh)
+        for game, plan in zip(games, plans, strict=True):
+            for key, x_is_a in plan:
+                vote = self.cache[key]
+                if vote is None:
+                    game.no_votes += 1
+                elif (vote == "A") == x_is_a:
+                    game.votes_x += 1
+                else:
+                    game.votes_y += 1
+        return games
+
+    def consistency(self) -> float | None:
+        agree = total = 0
+        for (a, b, j), first in self.cache.items():
+            second = self.cache.get((b, a, j))
+            if a < b and first is not None and second is not None:
+                total += 1
+                agree += first != second  # "A" then "B" names the same text
+        return None if total == 0 else agree / total
+
+
+def make_tournament_node(
+    judge: PairwiseJudge,
+    *,
+    mode: TournamentMode = "knockout",
+    k: int = 4,
+    opponents: int = 3,
+    seed: int = 0,
+    keys: StateKeys = StateKeys(),
+    strategy: str | None = None,
+    name: str = "tournament",
+) -> NodeFn:
+    """Make a node that picks ``answer`` and ``response`` by a pairwise tournament among the
+    candidates in state (see the module docs for the rules).
+
+    ``k`` judgements per pair; ``opponents`` is the league's games per candidate; ``seed``
+    drives knockout tie-breaks and the league's schedule. Judge usage is added to
+    ``state[keys.usage]``.
+
+    >>> node = make_tournament_node(LLMJudge(backend), mode="knockout", k=4)  # doctest: +SKIP
+    >>> graph.add_node("tournament", node)  # doctest: +SKIP
+    """
+    if mode not in _MODES:
+        raise ConfigError(f"unknown tournament mode {mode!r}; choose one of: {', '.join(_MODES)}")
+    if k < 1:
+        raise ConfigError(f"k (judgements per pair) must be >= 1, got {k}")
+    if opponents < 1:
+        raise ConfigError(f"opponents must be >= 1, got {opponents}")
+    if not callable(getattr(judge, "compare", None)):
+        raise ConfigError(
+            f"judge must have an async compare(question, a, b) method, got {type(judge).__name__}"
+        )
+
+    async def tournament(state: Mapping[str, Any]) -> dict[str, Any]:
+        candidates = sorted(state.get(keys.candidates) or [], key=lambda c: c.index)
+        budget: Budget = state.get(keys.budget) or Budget()
+        spent_before: Usage = state.get(keys.usage) or Usage()
+        session = _Session(judge, str(state.get(keys.question, "")), k)
+        info: dict[str, Any] = {"mode": mode, "k": k, "n_candidates": len(candidates)}
+        winner: Candidate | None = None
+        if not candidates:
+            info["reason"] = "no candidates"
+        elif mode == "knockout":
+            winner = await _knockout(session, candidates, budget, spent_before, seed, name, info)
+        else:
+            winner = await _league(
+                session, candidates, budget, spent_before, opponents, seed, name, info
+            )
+        answer = None
+        if winner is not None:
+            answer = winner.answer if winner.answer is not None else extract_answer(winner.text)
+            info.update(winner=winner.index, answer=answer)
+        info.update(
+            judge_calls=session.calls,
+            cache_hits=session.cache_hits,
+            judge_errors=session.errors,
+            consistency=session.consistency(),
+            usage=session.usage.to_dict(),
+        )
+        info.setdefault("reason", None)
+        update: dict[str, Any] = {
+            keys.answer: answer,
+            keys.response: None if winner is None else winner.text,
+            keys.decisions: [decision(name, "tournament", **info)],
+        }
+        if session.usage.calls:
+            update[keys.usage] = session.usage
+        if strategy is not None:
+            update[keys.strategy] = strategy
+        return update
+
+    tournament.__name__ = name
+    return tournament
+
+
+async def _knockout(
+    session: _Session,
+    candidates: list[Candidate],
+    budget: Budget,
+    spent_before: Usage,
+    seed: int,
+    name: str,
+    info: dict[str, Any],
+) -> Candidate:
+    rng = random.Random(seed)
+    survivors = candidates
+    wins = {c.index: 0 for c in candidates}
+    bracket: list[dict[str, Any]] = []
+    info.update(rounds_planned=math.ceil(math.log2(len(candidates))), bracket=bracket)
+    while len(survivors) > 1:
+        pairs = list(zip(survivors[0::2], survivors[1::2], strict=False))
+        needed = session.needed([p for p in pairs if _identity(p[0]) != _identity(p[1])])
+        if needed and not budget.can_afford(spent_before + session.usage, calls=needed):
+            budget.exhausted(f"{name} round {len(bracket) + 1} ({needed} judge calls)")
+            info["reason"] = "budget"
+            break
+        matches = []
+        advancing = []
+        for game in await session.play(pairs):
+            tie_break = None
+            if game.identical or game.votes_x > game.votes_y:
+                won = game.x
+            elif game.votes_y > game.votes_x:
+                won = game.y
+            else:
+                won = game.x if rng.random() < 0.5 else game.y
+                tie_break = "random"
+            wins[won.index] += 1
+            advancing.append(won)
+            matches.append(game.record(won, tie_break))
+        if len(survivors) % 2:
+            bye = survivors[-1]
+            advancing.append(bye)
+            matches.append(
+                {
+                    "pair": [bye.index],
+                    "votes": [],
+                    "no_votes": 0,
+                    "winner": bye.index,
+                    "identical": False,
+                    "bye": True,
+                    "tie_break": None,
+                }
+            )
+        bracket.append({"round": len(bracket) + 1, "matches": matches})
+        survivors = advancing
+    # Survivors that a budget stop left behind are ranked by what they have won so far.
+    return max(survivors, key=lambda c: (wins[c.index], -c.index))
+
+
+async def _league(
+    session: _Session,
+    candidates: list[Candidate],
+    budget: Budget,
+    spent_before: Usage,
+    opponents: int,
+    seed: int,
+    name: str,
+    info: dict[str, Any],
+) -> Candidate:
+    rng = random.Random(seed)
+    n = len(candidates)
+    drawn = min(opponents, n - 1)
+    schedule = sorted(
+        {
+            (min(i, j), max(i, j))
+            for i in range(n)
+            for j in rng.sample([o for o in range(n) if o != i], drawn)
+        }
+    )
+    pairs = [(candidates[i], candidates[j]) for i, j in schedule]
+    shares: dict[int, list[float]] = {c.index: [] for c in candidates}
+    games: list[dict[str, Any]] = []
+    info.update(opponents=drawn, games=games)
+    needed = session.needed([p for p in pairs if _identity(p[0]) != _identity(p[1])])
+    if needed and not budget.can_afford(spent_before + session.usage, calls=needed):
+        budget.exhausted(f"{name} league ({needed} judge calls)")
+        info["reason"] = "budget"
+        pairs = []
+    for game in await session.play(pairs):
+        decisive = game.votes_x + game.votes_y
+        share_x = 0.5 if decisive == 0 else game.votes_x / decisive
+        shares[game.x.index].append(share_x)
+        shares[game.y.index].append(1.0 - share_x)
+        games.append(game.record())
+    standings = {i: sum(s) / len(s) if s else None for i, s in shares.items()}
+    info["standings"] = [
+        {"index": i, "score": score, "games": len(shares[i])} for i, score in standings.items()
+    ]
+    return max(candidates, key=lambda c: (standings[c.index] or 0.0, -c.index))
