@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from langgraph.config import get_stream_writer
+from langsmith import get_current_run_tree
 
 from tts_graph.state import Decision
 
@@ -13,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 
 def emit(decision: Decision) -> Decision:
-    """Send ``decision`` as a custom stream event (``stream_mode="custom"``) and log it.
+    """Send ``decision`` as a custom stream event (``stream_mode="custom"``), attach it to the
+    current LangSmith run's metadata (key ``tts_graph``) when tracing, and log it.
 
     Outside a running graph (a node called directly) there is no stream to write to; the
     decision is still returned for the state update.
@@ -24,6 +26,10 @@ def emit(decision: Decision) -> Decision:
         writer = None
     if writer is not None:
         writer({"tts_graph": decision})
+    # With LangSmith tracing on, the node's run carries its decisions as metadata.
+    run = get_current_run_tree()
+    if run is not None:
+        run.metadata.setdefault("tts_graph", []).append(decision)
     logger.debug("decision: %s", decision)
     return decision
 
