@@ -111,7 +111,9 @@ def _budget(**limits: Any) -> Budget:
 def solve(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     n: Annotated[int, typer.Option("--n", "-n", help="Candidates to sample.")] = 8,
-    select: Annotated[str, typer.Option(help="majority | best_score")] = "majority",
+    select: Annotated[
+        str, typer.Option(help="majority | best_score | weighted | verified")
+    ] = "majority",
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
     max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,

@@ -91,7 +91,7 @@ async def test_select_falls_back_to_best_score_when_nothing_votes():
 
 
 def test_unknown_select_rule_fails_at_build_time_listing_choices():
-    with pytest.raises(ConfigError, match="majority, best_score"):
+    with pytest.raises(ConfigError, match="majority, best_score, weighted, verified"):
         create_best_of_n_graph(answers(1), select="vote")
 
 
@@ -135,3 +135,39 @@ async def test_graph_with_exhausted_budget_finishes_without_an_answer():
     state = await graph.ainvoke({"question": "q", "budget": Budget(max_total_tokens=30)})
     assert state["answer"] is None
     assert state.get("candidates", []) == []
+
+
+def scored(index, answer, score, passed=None):
+    from tts_graph.verifiers.base import Verdict
+
+    verdict = None if passed is None else Verdict(passed=passed, score=score, reason="")
+    return Candidate(
+        index=index, text=f"Answer: {answer}", answer=answer, score=score, verdict=verdict
+    )
+
+
+async def test_weighted_vote_sums_scores_per_answer():
+    # "13" has more votes but "12" has more total reward.
+    cands = [scored(0, "13", 0.2), scored(1, "13", 0.2), scored(2, "13", 0.2), scored(3, "12", 0.9)]
+    out = await make_select_node(rule="weighted")({"candidates": cands})
+    assert out["answer"] == "12"
+    assert out["decisions"][0]["weights"] == pytest.approx({"13": 0.6, "12": 0.9})
+
+
+async def test_weighted_vote_ties_go_to_more_votes_then_first_seen():
+    cands = [scored(0, "7", 0.5), scored(1, "8", 0.25), scored(2, "8", 0.25)]
+    out = await make_select_node(rule="weighted")({"candidates": cands})
+    assert out["answer"] == "8"
+
+
+async def test_verified_takes_the_best_passing_candidate_else_majority():
+    cands = [scored(0, "13", 0.9, passed=False), scored(1, "12", 0.6, passed=True),
+             scored(2, "12", 0.8, passed=True), scored(3, "13", 0.1, passed=False)]  # fmt: skip
+    out = await make_select_node(rule="verified")({"candidates": cands})
+    assert out["decisions"][0]["chosen_index"] == 2
+    assert out["decisions"][0]["passed"] == [1, 2]
+    none_pass = [scored(0, "5", 0.0, passed=False), scored(1, "6", 0.0, passed=False),
+                 scored(2, "6", 0.0, passed=False)]  # fmt: skip
+    out = await make_select_node(rule="verified")({"candidates": none_pass})
+    assert out["answer"] == "6"
+    assert out["decisions"][0]["fallback"] == "majority"

@@ -9,6 +9,11 @@ Rules:
   answer.
 - ``"best_score"``: the candidate with the highest score (verifier/reward score when set, else
   mean token logprob); ties go to the lowest index.
+- ``"weighted"``: weighted vote: each distinct answer scores the sum of its candidates' verifier
+  or reward scores (unscored candidates weigh 0); ties go to more votes, then first seen. The
+  answer's highest-scored candidate represents it.
+- ``"verified"``: verifier-first: the best-scored candidate whose verdict passed (ties to the
+  lowest index); when none passed, majority vote decides.
 
 With no candidates at all (e.g. the budget allowed none), the answer is None and the decision
 says why.
@@ -24,10 +29,10 @@ from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.answer import normalize_answer
 
-__all__ = ["SelectRule", "candidate_score", "majority_vote", "make_select_node"]
+__all__ = ["SelectRule", "candidate_score", "majority_vote", "make_select_node", "weighted_vote"]
 
-SelectRule = Literal["majority", "best_score"]
-_RULES: tuple[str, ...] = ("majority", "best_score")
+SelectRule = Literal["majority", "best_score", "weighted", "verified"]
+_RULES: tuple[str, ...] = ("majority", "best_score", "weighted", "verified")
 
 
 def candidate_score(candidate: Candidate) -> float:
@@ -71,6 +76,25 @@ def majority_vote(
     return best, votes, tie_break
 
 
+def weighted_vote(
+    candidates: Sequence[Candidate],
+) -> tuple[Candidate | None, dict[str, float]]:
+    """Return (the winning answer's best candidate, summed score per normalised answer)."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        if c.answer is not None and c.answer.strip():
+            groups.setdefault(normalize_answer(c.answer), []).append(c)
+    weights = {k: sum(m.score or 0.0 for m in members) for k, members in groups.items()}
+    if not groups:
+        return None, weights
+    key = max(
+        groups,
+        key=lambda k: (weights[k], len(groups[k]), -min(m.index for m in groups[k])),
+    )
+    best = max(groups[key], key=lambda c: (candidate_score(c), -c.index))
+    return best, weights
+
+
 def make_select_node(
     *,
     rule: SelectRule = "majority",
@@ -96,6 +120,17 @@ def make_select_node(
                 # Nothing to vote on: fall back to the best-scored text rather than no answer.
                 chosen = max(candidates, key=lambda c: (candidate_score(c), -c.index))
                 info["fallback"] = "best_score"
+        elif rule == "weighted":
+            chosen, weights = weighted_vote(candidates)
+            info["weights"] = weights
+        elif rule == "verified":
+            passing = [c for c in candidates if c.verdict is not None and c.verdict.passed]
+            info["passed"] = [c.index for c in passing]
+            if passing:
+                chosen = max(passing, key=lambda c: (candidate_score(c), -c.index))
+            else:
+                chosen, votes, tie_break = majority_vote(candidates)
+                info.update(fallback="majority", votes=votes, tie_break=tie_break)
         else:
             chosen = max(candidates, key=lambda c: (candidate_score(c), -c.index), default=None)
         if chosen is not None:
