@@ -99,7 +99,7 @@ async def test_node_probes_once_scores_bins_and_keeps_the_samples():
     assert backend.requests[0].n == 4
     assert backend.requests[0].sampling.seed == 9
     assert out["difficulty"]["score"] == 0.25
-    assert out["difficulty"]["bin"] == "medium"  # default thresholds (0.25, 0.5)
+    assert out["difficulty"]["bin"] == "easy"  # default thresholds (0.5, 0.75): 3 of 4 agree
     assert [c.index for c in out["candidates"]] == [1, 2, 3, 4]
     assert {c.source for c in out["candidates"]} == {"difficulty"}
     assert out["usage"].calls == 1
