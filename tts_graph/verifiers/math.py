@@ -130,6 +130,9 @@ def math_equal(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOU
     key = normalize_answer(gold)
     if key and key == normalize_answer(pred):  # same spelling: skip milliseconds of sympy
         return True
+    clear_cut = _numbers_clearly_compare(gold, pred)
+    if clear_cut is not None:  # two plain numbers: exact arithmetic, no parser needed
+        return clear_cut
     main_thread = threading.current_thread() is threading.main_thread()
     timer = timeout_s if timeout_s is not None and timeout_s > 0 and main_thread else None
     if timer is None:
@@ -151,6 +154,23 @@ def math_equal(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOU
         if previous_timer[0] > 0:
             remaining = max(previous_timer[0] - (time.monotonic() - started), 1e-6)
             signal.setitimer(signal.ITIMER_REAL, remaining, previous_timer[1])
+
+
+def _numbers_clearly_compare(gold: str, pred: str) -> bool | None:
+    """For two plain numbers (integers, decimals, integer fractions): True when equal, False
+    when they differ by more than 1e-4 relative, which math-verify (rounding floats to six
+    places) also calls unequal; None otherwise, leaving near-misses and everything else
+    (percentages, expressions) to math-verify."""
+    if "%" in gold or "%" in pred:  # math-verify reads 50% as both 50 and 0.5
+        return None
+    a, b = parse_number(gold), parse_number(pred)
+    if a is None or b is None:
+        return None
+    if a == b:
+        return True
+    if abs(a - b) > Fraction(1, 10_000) * max(abs(a), abs(b), Fraction(1)):
+        return False
+    return None
 
 
 def _math_verify_equal(gold: str, pred: str) -> bool:

@@ -176,7 +176,7 @@ def test_math_equal_timer_raises_and_restores_the_signal_state(
     before = signal.getsignal(signal.SIGALRM)
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"0\.2 s"):
-        math_equal("1", "2", timeout_s=0.2)
+        math_equal("x + 1", "y", timeout_s=0.2)
     assert time.monotonic() - started < 5
     assert signal.getsignal(signal.SIGALRM) is before
 
@@ -512,3 +512,17 @@ def test_unparseable_answers_are_not_equal() -> None:
     assert not math_equal(r"\frac{1}{", r"\frac{1}{2}")
     assert not math_equal("3", "")
     assert not math_equal("", "")
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred"),
+    [("12", "13"), ("12", "12.0"), ("1/2", "0.5"), ("3/4", "0.7"), ("1/3", "0.333333"),
+     ("1/3", "0.33"), ("-5", "5"), ("1,234", "1234"), ("0.1", "0.10001"), ("1000000", "1000001"),
+     ("7", "7/1"), ("2/4", "1/2"), ("0", "0.0001"), ("-0.5", "-1/2")],
+)  # fmt: skip
+def test_the_numeric_shortcut_agrees_with_math_verify(gold, pred):
+    from tts_graph.verifiers.math import _math_verify_equal, _numbers_clearly_compare
+
+    shortcut = _numbers_clearly_compare(gold, pred)
+    if shortcut is not None:
+        assert shortcut == _math_verify_equal(gold, pred)
