@@ -80,7 +80,7 @@ async def main(n: int, backends: list[str]) -> None:
         )
     print()
     print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
 
 
 if __name__ == "__main__":
