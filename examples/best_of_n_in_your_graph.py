@@ -8,8 +8,6 @@ The custom stream shows what each node decided.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import operator
 from typing import Annotated, Any
 
@@ -23,12 +21,13 @@ from tts_graph import (
     StateKeys,
     Usage,
     VLLMBackend,
-    VLLMServer,
     make_fanout_node,
     make_select_node,
 )
 from tts_graph.budget import add_usage
 from tts_graph.state import merge_candidates
+
+from _run import run, stream
 
 
 class MyState(TypedDict, total=False):
@@ -70,20 +69,10 @@ async def main(base_url: str) -> None:
     graph = builder.compile()
 
     inputs: MyState = {"task": "What is 12+30?", "budget": Budget(max_total_tokens=2_000)}
-    async for mode, chunk in graph.astream(inputs, stream_mode=["custom", "values"]):
-        if mode == "custom":
-            print("decision:", chunk["tts_graph"])
-        elif "report" in chunk:
-            print(chunk["report"])
+    final = await stream(graph, dict(inputs))
+    print(final["report"])
     await backend.aclose()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--base-url")
-    args = parser.parse_args()
-    if args.base_url:
-        asyncio.run(main(args.base_url))
-    else:
-        with VLLMServer() as server:
-            asyncio.run(main(server.base_url))
+    run(main)

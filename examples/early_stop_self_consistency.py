@@ -10,42 +10,18 @@ question usually stops after 4 of the 8 allowed samples; the skipped ones are co
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import operator
-from typing import Annotated, Any
-
 from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
 
-from tts_graph import (
-    Budget,
-    Candidate,
-    SamplingParams,
-    Usage,
-    VLLMBackend,
-    VLLMServer,
-    make_select_node,
-)
-from tts_graph.budget import add_usage
+from tts_graph import Budget, SamplingParams, TTSState, VLLMBackend, make_select_node
 from tts_graph.nodes.consistency import make_consistency_node
 from tts_graph.prompts import question_prompt
-from tts_graph.state import merge_candidates
 
-
-class MyState(TypedDict, total=False):
-    question: str
-    budget: Budget
-    usage: Annotated[Usage, add_usage]
-    candidates: Annotated[list[Candidate], merge_candidates]
-    answer: str | None
-    response: str | None
-    decisions: Annotated[list[dict[str, Any]], operator.add]
+from _run import run, stream
 
 
 async def main(base_url: str) -> None:
     backend = VLLMBackend(base_url)
-    builder = StateGraph(MyState)
+    builder = StateGraph(TTSState)
     builder.add_node(
         "sample",
         make_consistency_node(
@@ -60,15 +36,9 @@ async def main(base_url: str) -> None:
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "vote")
     builder.add_edge("vote", END)
-    graph = builder.compile()
-
-    inputs: MyState = {"question": "What is 7+5?", "budget": Budget(max_total_tokens=4_000)}
-    final: dict[str, Any] = {}
-    async for mode, chunk in graph.astream(inputs, stream_mode=["custom", "values"]):
-        if mode == "custom":
-            print("decision:", chunk["tts_graph"])
-        else:
-            final = chunk
+    final = await stream(
+        builder.compile(), {"question": "What is 7+5?", "budget": Budget(max_total_tokens=4_000)}
+    )
     usage = final["usage"]
     print(
         f"answer {final['answer']!r} from {len(final['candidates'])} samples, {usage.calls} calls"
@@ -77,11 +47,4 @@ async def main(base_url: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--base-url")
-    args = parser.parse_args()
-    if args.base_url:
-        asyncio.run(main(args.base_url))
-    else:
-        with VLLMServer() as server:
-            asyncio.run(main(server.base_url))
+    run(main)

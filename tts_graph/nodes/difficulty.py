@@ -37,7 +37,7 @@ from tts_graph.backends.base import Backend, Completion, GenerationRequest, Samp
 from tts_graph.budget import Budget, Usage
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.fanout import estimate_prompt_tokens
+from tts_graph.nodes.fanout import affordable
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.answer import extract_answer, normalize_answer
@@ -272,15 +272,9 @@ def make_difficulty_node(
     async def difficulty(state: Mapping[str, Any]) -> dict[str, Any]:
         budget: Budget = state.get(keys.budget) or Budget()
         messages = build_prompt(state)
-        wanted = k
-        if not budget.unlimited:
-            wanted = budget.affordable_samples(
-                state.get(keys.usage),
-                wanted=k,
-                prompt_tokens=await estimate_prompt_tokens(backend, messages),
-                max_tokens=params.max_tokens,
-                model_params=backend.model_params,
-            )
+        wanted = await affordable(
+            backend, budget, state.get(keys.usage), messages, wanted=k, max_tokens=params.max_tokens
+        )
         if wanted == 0:
             budget.exhausted(f"{name} could probe the question")
             record = decision(name, "difficulty", score=None, bin=None, reason="budget")

@@ -28,7 +28,13 @@ from tts_graph.state import Candidate, NodeFn, StateKeys, as_node
 from tts_graph.verifiers.answer import extract_answer
 from tts_graph.verifiers.base import Problem, Verdict, Verifier
 
-__all__ = ["Branch", "add_send_fanout", "estimate_prompt_tokens", "make_fanout_node"]
+__all__ = [
+    "Branch",
+    "add_send_fanout",
+    "affordable",
+    "estimate_prompt_tokens",
+    "make_fanout_node",
+]
 
 # Chat templates add a few tokens per message around the content we can tokenize.
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
@@ -38,6 +44,28 @@ async def estimate_prompt_tokens(backend: Backend, messages: list[Message]) -> i
     """Prompt size for budget checks, from the server's tokenizer (plus template overhead)."""
     text = "\n".join(m["content"] for m in messages)
     return len(await backend.tokenize(text)) + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages)
+
+
+async def affordable(
+    backend: Backend,
+    budget: Budget,
+    usage: Usage | None,
+    messages: list[Message],
+    *,
+    wanted: int,
+    max_tokens: int,
+) -> int:
+    """How many of ``wanted`` samples of one ``n``-request on ``messages`` the budget affords
+    (the prompt is tokenized only when the budget has limits)."""
+    if budget.unlimited:
+        return wanted
+    return budget.affordable_samples(
+        usage,
+        wanted=wanted,
+        prompt_tokens=await estimate_prompt_tokens(backend, messages),
+        max_tokens=max_tokens,
+        model_params=backend.model_params,
+    )
 
 
 def make_fanout_node(
@@ -64,18 +92,10 @@ def make_fanout_node(
 
     async def fanout(state: Mapping[str, Any]) -> dict[str, Any]:
         budget: Budget = state.get(keys.budget) or Budget()
-        usage = state.get(keys.usage)
         messages = build_prompt(state)
-        wanted = n
-        if not budget.unlimited:
-            prompt_tokens = await estimate_prompt_tokens(backend, messages)
-            wanted = budget.affordable_samples(
-                usage,
-                wanted=n,
-                prompt_tokens=prompt_tokens,
-                max_tokens=params.max_tokens,
-                model_params=backend.model_params,
-            )
+        wanted = await affordable(
+            backend, budget, state.get(keys.usage), messages, wanted=n, max_tokens=params.max_tokens
+        )
         if wanted == 0:
             budget.exhausted(f"{name} could sample any candidate")
             record = decision(name, "fanout", requested=n, sampled=0, skipped=n, reason="budget")

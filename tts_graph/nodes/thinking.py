@@ -27,7 +27,7 @@ from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams
 from tts_graph.budget import Budget
 from tts_graph.errors import BackendError, ConfigError
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.fanout import estimate_prompt_tokens
+from tts_graph.nodes.fanout import affordable
 from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys
@@ -107,13 +107,9 @@ def make_thinking_node(
             return await _fall_back(state, refused[0])
         budget: Budget = state.get(keys.budget) or Budget()
         messages = build_prompt(state)
-        wanted = n
-        if not budget.unlimited:
-            wanted = budget.affordable_samples(
-                state.get(keys.usage), wanted=n,
-                prompt_tokens=await estimate_prompt_tokens(backend, messages),
-                max_tokens=params.max_tokens, model_params=backend.model_params,
-            )  # fmt: skip
+        wanted = await affordable(
+            backend, budget, state.get(keys.usage), messages, wanted=n, max_tokens=params.max_tokens
+        )
         if wanted == 0:
             budget.exhausted(f"{name} could sample a thinking run")
             return {keys.decisions: [decision(name, "thinking", sampled=0, reason="budget")]}
