@@ -61,6 +61,10 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def serve(
     model: Annotated[
@@ -90,7 +94,7 @@ def serve(
         typer.echo(server.base_url)
         err.print(f"serving {server.served_model_name}; log: {server.log_path}; Ctrl-C stops it")
         # Turn SIGTERM into the same clean stop as Ctrl-C.
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             code = server.wait()
             _fail(f"the vLLM server exited with code {code}; see its log: {server.log_path}")
@@ -98,6 +102,7 @@ def serve(
             err.print("stopping the server ...")
         finally:
             server.stop()
+        err.print("stopped")
 
 
 def _budget(**limits: Any) -> Budget:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
+from tts_graph.backends.server import free_port
 from tts_graph.nodes.select import majority_vote
 from tts_graph.state import Candidate
 
@@ -145,3 +148,30 @@ def test_solve_without_a_server_starts_and_stops_the_embedded_one(vllm_server):
     )
     check_solve_json(out, 4)
     assert server_ports() == before  # its own server is gone again
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_prints_its_url_when_healthy_and_stops_cleanly(sig):
+    port = free_port()
+    with subprocess.Popen(
+        [*CLI, "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            url = proc.stdout.readline().strip()  # printed only once /health answers
+            assert url == f"http://127.0.0.1:{port}/v1"
+            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+            models = httpx.get(f"{url}/models", timeout=10).json()
+            assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
+            proc.send_signal(sig)
+            assert proc.wait(timeout=120) == 0
+            assert "stopped" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert port not in server_ports()  # the vLLM process group is gone too
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
