@@ -10,12 +10,15 @@ from __future__ import annotations
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from typing_extensions import TypedDict
 
 from tts_graph.budget import Budget, Usage, add_usage
 from tts_graph.verifiers.base import Verdict
+
+if TYPE_CHECKING:
+    from tts_graph.backends.base import Completion
 
 __all__ = [
     "Candidate",
@@ -25,6 +28,7 @@ __all__ = [
     "TTSState",
     "as_node",
     "merge_candidates",
+    "next_index",
 ]
 
 NodeFn = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -63,6 +67,30 @@ class Candidate:
     verdict: Verdict | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_completion(
+        cls,
+        completion: Completion,
+        *,
+        index: int,
+        answer: str | None,
+        source: str,
+        seed: int | None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Candidate:
+        """A candidate from one server sample, keeping its token count, finish and confidence."""
+        return cls(
+            index=index,
+            text=completion.text,
+            answer=answer,
+            source=source,
+            seed=seed,
+            completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
+            mean_logprob=completion.mean_logprob,
+            metadata=metadata or {},
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -82,6 +110,11 @@ class Candidate:
                 "reason": self.verdict.reason,
             },
         }
+
+
+def next_index(candidates: Sequence[Candidate] | None) -> int:
+    """The index a new candidate gets after ``candidates`` (0 when there are none)."""
+    return max((c.index for c in candidates or ()), default=-1) + 1
 
 
 def merge_candidates(

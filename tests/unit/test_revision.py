@@ -99,3 +99,21 @@ async def test_budget_stops_refinement_gracefully_or_strictly():
 def test_rounds_must_be_positive():
     with pytest.raises(ConfigError, match="rounds"):
         make_self_refine_node(FakeBackend(lambda r, i: ""), rounds=0)
+
+
+async def test_a_crashing_verifier_fails_the_draft_not_the_graph():
+
+    class Raising:
+        name = "raising"
+
+        async def verify(self, problem, candidates):
+            raise RuntimeError("verifier down")
+
+    model = Model()
+    out = await make_self_refine_node(model.backend, rounds=1, verifier=Raising())(
+        {"question": "q"}
+    )
+    verdict = out["candidates"][-1].verdict
+    assert verdict.passed is False
+    assert "RuntimeError: verifier down" in verdict.reason
+    assert out["decisions"][0]["stop"] == "rounds done"

@@ -39,7 +39,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.fanout import estimate_prompt_tokens
 from tts_graph.nodes.select import majority_vote
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, Decision, NodeFn, StateKeys
+from tts_graph.state import Candidate, Decision, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer
 
 __all__ = ["StopRule", "make_consistency_node", "prob_top_stays_on_top"]
@@ -123,8 +123,7 @@ def make_consistency_node(
         spent_before: Usage = state.get(keys.usage) or Usage()
         messages = build_prompt(state)
         prompt_tokens: int | None = None
-        existing = state.get(keys.candidates) or []
-        offset = max((c.index for c in existing), default=-1) + 1
+        offset = next_index(state.get(keys.candidates))
         drawn: list[Candidate] = []
         spent = Usage()
         records: list[Decision] = []
@@ -161,15 +160,12 @@ def make_consistency_node(
                 break
             spent += gen.usage
             drawn += [
-                Candidate(
+                Candidate.from_completion(
+                    c,
                     index=offset + len(drawn) + i,
-                    text=c.text,
                     answer=extract(c.text),
                     source=name,
                     seed=params.seed,
-                    completion_tokens=c.completion_tokens,
-                    finish_reason=c.finish_reason,
-                    mean_logprob=c.mean_logprob,
                 )
                 for i, c in enumerate(gen.completions)
             ]

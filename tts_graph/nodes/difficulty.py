@@ -39,7 +39,7 @@ from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
 from tts_graph.nodes.fanout import affordable
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer, normalize_answer
 
 __all__ = [
@@ -302,18 +302,10 @@ def make_difficulty_node(
             keys.decisions: [record],
         }
         if keep_candidates:
-            existing = state.get(keys.candidates) or []
-            offset = max((c.index for c in existing), default=-1) + 1
+            offset = next_index(state.get(keys.candidates))
             update[keys.candidates] = [
-                Candidate(
-                    index=offset + c.index,
-                    text=c.text,
-                    answer=a,
-                    source=name,
-                    seed=params.seed,
-                    completion_tokens=c.completion_tokens,
-                    finish_reason=c.finish_reason,
-                    mean_logprob=c.mean_logprob,
+                Candidate.from_completion(
+                    c, index=offset + c.index, answer=a, source=name, seed=params.seed
                 )
                 for c, a in zip(gen.completions, answers, strict=True)
             ]

@@ -23,10 +23,11 @@ from tts_graph.backends.base import Backend, GenerationRequest, Message, Samplin
 from tts_graph.budget import Budget, Usage, estimate_flops
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
+from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys, as_node
+from tts_graph.state import Candidate, NodeFn, StateKeys, as_node, next_index
 from tts_graph.verifiers.answer import extract_answer
-from tts_graph.verifiers.base import Problem, Verdict, Verifier
+from tts_graph.verifiers.base import Problem, Verifier
 
 __all__ = [
     "Branch",
@@ -101,18 +102,10 @@ def make_fanout_node(
             record = decision(name, "fanout", requested=n, sampled=0, skipped=n, reason="budget")
             return {keys.decisions: [record]}
         gen = await backend.generate(GenerationRequest.chat(messages, n=wanted, sampling=params))
-        existing = state.get(keys.candidates) or []
-        offset = max((c.index for c in existing), default=-1) + 1
+        offset = next_index(state.get(keys.candidates))
         new = [
-            Candidate(
-                index=offset + c.index,
-                text=c.text,
-                answer=extract(c.text),
-                source=name,
-                seed=params.seed,
-                completion_tokens=c.completion_tokens,
-                finish_reason=c.finish_reason,
-                mean_logprob=c.mean_logprob,
+            Candidate.from_completion(
+                c, index=offset + c.index, answer=extract(c.text), source=name, seed=params.seed
             )
             for c in gen.completions
         ]
@@ -191,7 +184,7 @@ def add_send_fanout(
     async def plan(state: Mapping[str, Any]) -> dict[str, Any]:
         budget: Budget = state.get(keys.budget) or Budget()
         messages = build_prompt(state)
-        offset = max((c.index for c in state.get(keys.candidates) or []), default=-1) + 1
+        offset = next_index(state.get(keys.candidates))
         planned: list[dict[str, Any]] = []
         spent = state.get(keys.usage) or None
         prompt_tokens = 0 if budget.unlimited else await estimate_prompt_tokens(backend, messages)
@@ -236,16 +229,14 @@ def add_send_fanout(
             ]
         gen = await backend.generate(GenerationRequest.chat(messages, sampling=params))
         c = gen.completions[0]
-        candidate = Candidate(
-            index=spec["index"], text=c.text, answer=extract(c.text), source=name,
-            seed=params.seed, completion_tokens=c.completion_tokens,
-            finish_reason=c.finish_reason, mean_logprob=c.mean_logprob,
+        candidate = Candidate.from_completion(
+            c, index=spec["index"], answer=extract(c.text), source=name, seed=params.seed,
             metadata={"branch": spec["branch"] % len(branches), "temperature": params.temperature},
         )  # fmt: skip
         usage = gen.usage
         if verifier is not None:
             problem = Problem(str(payload.get(keys.question, "")), payload.get(keys.reference))
-            (verdict,) = await _verify_one(verifier, problem, candidate.text)
+            (verdict,) = await run_verifier(verifier, problem, [candidate.text])
             candidate = dataclasses.replace(candidate, verdict=verdict, score=verdict.score)
             if verdict.usage is not None:
                 usage = usage + verdict.usage
@@ -256,11 +247,3 @@ def add_send_fanout(
     builder.add_edge(source, name)
     builder.add_conditional_edges(name, send, [branch_node])
     builder.add_edge(branch_node, target)
-
-
-async def _verify_one(verifier: Verifier, problem: Problem, text: str) -> list[Verdict]:
-    try:
-        verdicts = list(await verifier.verify(problem, [text]))
-    except Exception as exc:  # a crashing verifier fails the candidate, not the graph
-        return [Verdict.failure(f"verifier raised {type(exc).__name__}: {exc}")]
-    return verdicts if len(verdicts) == 1 else [Verdict.failure("verifier returned no verdict")]

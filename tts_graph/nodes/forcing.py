@@ -32,7 +32,7 @@ from tts_graph.backends.base import Backend, GenerationRequest, Message, Samplin
 from tts_graph.budget import Budget, Usage, estimate_flops
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer
 
 __all__ = ["ForcingTrace", "ThinkingMarkers", "make_budget_forcing_node", "thinking_prompt"]
@@ -300,8 +300,7 @@ def make_budget_forcing_node(
         runs = await asyncio.gather(
             *(forcer.run(built, seed + i, n, budget, spent) for i in range(n))
         )
-        existing = state.get(keys.candidates) or []
-        offset = max((c.index for c in existing), default=-1) + 1
+        offset = next_index(state.get(keys.candidates))
         candidates, traces = [], []
         total = Usage()
         for i, (text, trace, usage) in enumerate(runs):

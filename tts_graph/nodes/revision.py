@@ -19,8 +19,9 @@ from tts_graph.budget import Budget, Usage
 from tts_graph.errors import ConfigError
 from tts_graph.nodes._record import decision
 from tts_graph.nodes.select import candidate_score
+from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer
 from tts_graph.verifiers.base import Problem, Verifier
 
@@ -70,7 +71,6 @@ def make_self_refine_node(
         question = str(state.get(keys.question, ""))
         problem = Problem(question, state.get(keys.reference))
         existing: list[Candidate] = list(state.get(keys.candidates) or [])
-        next_index = max((c.index for c in existing), default=-1) + 1
         drafts: list[Candidate] = []
         history: list[dict[str, Any]] = []
         calls = 0
@@ -87,12 +87,10 @@ def make_self_refine_node(
             return c.text, c.completion_tokens
 
         def new_draft(text: str, tokens: int, round_no: int) -> Candidate:
-            nonlocal next_index
             cand = Candidate(
-                index=next_index, text=text, answer=extract(text), source=name,
+                index=next_index([*existing, *drafts]), text=text, answer=extract(text), source=name,
                 completion_tokens=tokens, metadata={"round": round_no},
             )  # fmt: skip
-            next_index += 1
             drafts.append(cand)
             return cand
 
@@ -109,7 +107,7 @@ def make_self_refine_node(
             current = new_draft(*got, round_no=0)
         for round_no in range(1, rounds + 1):
             if verifier is not None:
-                (verdict,) = await verifier.verify(problem, [current.text])
+                (verdict,) = await run_verifier(verifier, problem, [current.text])
                 if verdict.usage is not None:
                     usage += verdict.usage
                 current = dataclasses.replace(current, verdict=verdict, score=verdict.score)
@@ -147,7 +145,7 @@ def make_self_refine_node(
             current = new_draft(*got, round_no=round_no)
         if verifier is not None and stop == "rounds done":
             # The last revision has not been checked yet: record its verdict too.
-            (verdict,) = await verifier.verify(problem, [current.text])
+            (verdict,) = await run_verifier(verifier, problem, [current.text])
             if verdict.usage is not None:
                 usage += verdict.usage
             current = dataclasses.replace(current, verdict=verdict, score=verdict.score)

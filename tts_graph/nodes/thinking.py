@@ -30,7 +30,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.fanout import affordable
 from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
 from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer
 
 __all__ = ["make_thinking_node", "split_thinking"]
@@ -122,8 +122,7 @@ def make_thinking_node(
                 refused.append(str(exc))
                 return await _fall_back(state, str(exc))
             raise
-        existing = state.get(keys.candidates) or []
-        offset = max((c.index for c in existing), default=-1) + 1
+        offset = next_index(state.get(keys.candidates))
         candidates, runs = [], []
         for c in gen.completions:
             if c.reasoning is not None:
@@ -135,10 +134,9 @@ def make_thinking_node(
             runs.append({"thinking_tokens": thinking_tokens, "thinking_from": source,
                          "completion_tokens": c.completion_tokens})  # fmt: skip
             candidates.append(
-                Candidate(
-                    index=offset + c.index, text=c.text, answer=extract(answer_text), source=name,
-                    seed=params.seed, completion_tokens=c.completion_tokens,
-                    finish_reason=c.finish_reason, mean_logprob=c.mean_logprob,
+                Candidate.from_completion(
+                    c, index=offset + c.index, answer=extract(answer_text), source=name,
+                    seed=params.seed,
                     metadata={"thinking": thinking, "thinking_tokens": thinking_tokens},
                 )
             )  # fmt: skip

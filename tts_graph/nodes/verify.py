@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tts_graph.budget import Budget, Usage
@@ -20,7 +20,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.base import Problem, Verdict, Verifier
 
-__all__ = ["make_verify_node"]
+__all__ = ["make_verify_node", "run_verifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def make_verify_node(
         problem = Problem(
             question=str(state.get(keys.question, "")), reference=state.get(keys.reference)
         )
-        verdicts = await _run(verifier, verifier_name, problem, pending)
+        verdicts = await run_verifier(verifier, problem, [c.text for c in pending])
         checked = [
             dataclasses.replace(c, verdict=v, score=v.score)
             for c, v in zip(pending, verdicts, strict=True)
@@ -86,19 +86,18 @@ def make_verify_node(
     return verify
 
 
-async def _run(
-    verifier: Verifier, name: str, problem: Problem, pending: list[Candidate]
-) -> list[Verdict]:
-    if not pending:
+async def run_verifier(verifier: Verifier, problem: Problem, texts: Sequence[str]) -> list[Verdict]:
+    """``verifier.verify`` that never raises: a crash, or a wrong number of verdicts, fails
+    every text with the reason. Every node that runs a verifier goes through here."""
+    if not texts:
         return []
+    name = getattr(verifier, "name", type(verifier).__name__)
     try:
-        verdicts = list(await verifier.verify(problem, [c.text for c in pending]))
+        verdicts = list(await verifier.verify(problem, texts))
     except Exception as exc:
         logger.warning("verifier %s raised: %r", name, exc)
-        return [Verdict.failure(f"verifier {name} raised {type(exc).__name__}: {exc}")] * len(
-            pending
-        )
-    if len(verdicts) != len(pending):
-        reason = f"verifier {name} returned {len(verdicts)} verdicts for {len(pending)} candidates"
-        return [Verdict.failure(reason)] * len(pending)
+        return [Verdict.failure(f"verifier {name} raised {type(exc).__name__}: {exc}")] * len(texts)
+    if len(verdicts) != len(texts):
+        reason = f"verifier {name} returned {len(verdicts)} verdicts for {len(texts)} candidates"
+        return [Verdict.failure(reason)] * len(texts)
     return verdicts
