@@ -1,16 +1,20 @@
 """Early-stopping self-consistency with the function-driven fake backend."""
 
 import itertools
-import operator
 from fractions import Fraction
-from typing import Annotated, Any
 
 import pytest
 from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
 
-from tts_graph import Budget, BudgetExhausted, ConfigError, SamplingParams, StateKeys, Usage
-from tts_graph.budget import add_usage
+from tts_graph import (
+    Budget,
+    BudgetExhausted,
+    ConfigError,
+    SamplingParams,
+    StateKeys,
+    TTSState,
+    Usage,
+)
 from tts_graph.errors import BackendError
 from tts_graph.nodes.consistency import (
     _regularized_beta,
@@ -18,7 +22,7 @@ from tts_graph.nodes.consistency import (
     prob_top_stays_on_top,
 )
 from tts_graph.nodes.select import make_select_node
-from tts_graph.state import Candidate, merge_candidates
+from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 
 
@@ -205,16 +209,8 @@ async def test_a_backend_failure_after_the_first_round_keeps_the_samples():
 
 
 async def test_in_a_graph_selection_votes_and_rounds_are_streamed():
-    class State(TypedDict, total=False):
-        question: str
-        candidates: Annotated[list[Candidate], merge_candidates]
-        usage: Annotated[Usage, add_usage]
-        answer: str | None
-        response: str | None
-        decisions: Annotated[list[dict[str, Any]], operator.add]
-
     def build(backend):
-        builder = StateGraph(State)
+        builder = StateGraph(TTSState)
         builder.add_node("sample", make_consistency_node(backend, stop="beta"))
         builder.add_node("vote", make_select_node(rule="majority"))
         builder.add_edge(START, "sample")

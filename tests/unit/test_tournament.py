@@ -1,19 +1,15 @@
 """The tournament node (knockout and league) with fake pairwise judges."""
 
 import math
-import operator
 from collections import Counter
-from typing import Annotated, Any
 
 import pytest
 from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
 
-from tts_graph import Budget, BudgetExhausted, ConfigError, StateKeys, Usage
-from tts_graph.budget import add_usage
+from tts_graph import Budget, BudgetExhausted, ConfigError, StateKeys, TTSState, Usage
 from tts_graph.errors import BackendError
 from tts_graph.nodes.tournament import make_tournament_node
-from tts_graph.state import Candidate, merge_candidates
+from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.answer import extract_answer
 from tts_graph.verifiers.judge import LLMJudge, Preference
@@ -343,15 +339,7 @@ async def test_llm_judge_fits_and_the_decision_is_streamed_in_a_graph():
         key_a, key_b = ((value(x) == 12, value(x)) for x in (a[2:], b[2:]))
         return "Winner: A" if key_a > key_b else "Winner: B"
 
-    class State(TypedDict, total=False):
-        question: str
-        candidates: Annotated[list[Candidate], merge_candidates]
-        usage: Annotated[Usage, add_usage]
-        answer: str | None
-        response: str | None
-        decisions: Annotated[list[dict[str, Any]], operator.add]
-
-    builder = StateGraph(State)
+    builder = StateGraph(TTSState)
     builder.add_node("judge", make_tournament_node(LLMJudge(FakeBackend(reply)), k=2))
     builder.add_edge(START, "judge")
     builder.add_edge("judge", END)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -245,9 +245,6 @@ class VLLMServer:
         text = self._log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def wait(self) -> int:
         """Block until the server exits; returns its exit code."""
         assert self._process is not None
@@ -287,14 +284,3 @@ class VLLMServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def running_server(config: ServerConfig | None = None) -> Iterator[VLLMServer]:
-    """Context manager that starts a server and always stops it."""
-    server = VLLMServer(config)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
