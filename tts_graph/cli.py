@@ -106,10 +106,7 @@ def serve(
 
 
 def _budget(**limits: Any) -> Budget:
-    return Budget(
-        **{k: v for k, v in limits.items() if v is not None and k != "strict"},
-        strict=limits["strict"],
-    )
+    return Budget(**{k: v for k, v in limits.items() if v is not None})  # unset limits: none
 
 
 @app.command()
