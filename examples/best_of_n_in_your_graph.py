@@ -25,6 +25,7 @@ from tts_graph import (
     make_select_node,
 )
 from tts_graph.budget import add_usage
+from tts_graph.ledger import Ledger, share_ledger
 from tts_graph.state import merge_candidates
 
 from _run import run, stream
@@ -35,6 +36,7 @@ class MyState(TypedDict, total=False):
 
     task: str
     budget: Budget
+    ledger: Annotated[Ledger, share_ledger]  # the run's accounting, shared by its nodes
     usage: Annotated[Usage, add_usage]
     drafts: Annotated[list[Candidate], merge_candidates]
     answer: str | None

@@ -5,7 +5,7 @@ FLOPs are an estimate: ``2 × parameters × tokens processed`` (prompt + complet
 forward-pass cost of a dense transformer. The parameter count comes from the backend: given
 explicitly (``VLLMBackend(model_params=...)``) or read from the safetensors headers of the served
 model's folder when the server runs on this machine (the embedded model always does). When it is
-unknown the estimate is 0 and a FLOPs limit is refused at build time.
+unknown the estimate is 0 and a FLOPs limit is refused with :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import ConfigError
 
 __all__ = ["Budget", "Remaining", "Usage", "add_usage", "estimate_flops"]
 
@@ -107,8 +107,11 @@ class Remaining:
 class Budget(BaseModel):
     """Limits on what one run may spend; every limit is optional.
 
-    Running out means "finish with the best answer so far": nodes ask :meth:`can_afford` before
-    they spend and skip what does not fit. With ``strict=True`` they raise
+    Running out means "finish with the best answer so far": every request of a run is reserved
+    against one shared :class:`~tts_graph.ledger.Ledger` before it is sent, cut down to what is
+    left (fewer samples, a lower ``max_tokens``) or refused, and settled with the server's real
+    usage afterwards, so no limit is exceeded however many nodes spend in parallel. With
+    ``strict=True`` a request that does not fit whole raises
     :class:`~tts_graph.errors.BudgetExhausted` instead.
 
     >>> budget = Budget(max_calls=4, max_total_tokens=2_000)
@@ -124,8 +127,14 @@ class Budget(BaseModel):
     max_completion_tokens: int | None = Field(None, gt=0, description="completion tokens")
     max_calls: int | None = Field(None, gt=0, description="requests to the model server")
     max_flops: float | None = Field(None, gt=0, description="estimated FLOPs (2·params·tokens)")
-    max_wall_s: float | None = Field(None, gt=0, description="seconds since the first request")
+    max_wall_s: float | None = Field(None, gt=0, description="seconds since the run started")
     strict: bool = Field(False, description="raise BudgetExhausted instead of finishing early")
+    min_sample_tokens: int = Field(
+        32,
+        gt=0,
+        description="when the budget forces a request's max_tokens down, keep at least this "
+        "many per sample (fewer samples, each long enough to answer)",
+    )
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -191,60 +200,32 @@ class Budget(BaseModel):
             return False
         return r.wall_s is None or r.wall_s > 0
 
-    def affordable_samples(
-        self,
-        usage: Usage | None,
-        *,
-        wanted: int,
-        prompt_tokens: int,
-        max_tokens: int,
-        model_params: int | None = None,
-        now: float | None = None,
-    ) -> int:
-        """How many of ``wanted`` samples of one ``n``-request fit, assuming each may use all of
-        ``max_tokens`` (the prompt is read once per request, as vLLM reports it)."""
-        for k in range(wanted, 0, -1):
-            tokens = prompt_tokens + k * max_tokens
-            if self.can_afford(
-                usage,
-                calls=1,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=k * max_tokens,
-                flops=estimate_flops(model_params, tokens),
-                now=now,
-            ):
-                return k
-        return 0
-
     def require_one_call(
         self, *, prompt_tokens: int, max_tokens: int, model_params: int | None = None
     ) -> None:
-        """Raise :class:`ConfigError` when not even one request of this size fits: a prompt of
-        ``prompt_tokens`` with an answer of up to ``max_tokens``."""
-        tokens = prompt_tokens + max_tokens
+        """Raise :class:`ConfigError` when not even one useful request fits: a prompt of
+        ``prompt_tokens`` with an answer of ``max_tokens`` (the whole of it in strict mode,
+        else at least ``min_sample_tokens`` of it, since the budget may cut a request down)."""
+        answer = max_tokens if self.strict else min(max_tokens, self.min_sample_tokens)
+        tokens = prompt_tokens + answer
         if not self.can_afford(
             None,
             calls=1,
             prompt_tokens=prompt_tokens,
-            completion_tokens=max_tokens,
+            completion_tokens=answer,
             flops=estimate_flops(model_params, tokens),
         ):
             raise ConfigError(
-                f"the budget ({self.describe()}) is too small for a single call of {tokens} "
-                f"tokens ({prompt_tokens} prompt + up to {max_tokens} answer, "
-                f"{estimate_flops(model_params, tokens):.3g} FLOPs); raise the budget "
-                "or lower max_tokens"
+                f"the budget ({self.describe()}) is too small for a single call: "
+                f"{prompt_tokens} prompt tokens and at least {answer} answer tokens "
+                f"({estimate_flops(model_params, tokens):.3g} FLOPs) do not fit; raise the "
+                "budget or shorten the prompt"
             )
-
-    def exhausted(self, what: str) -> None:
-        """Called by a node that must skip work: raises in strict mode, else returns."""
-        if self.strict:
-            raise BudgetExhausted(f"budget exhausted before {what} ({self.describe()})")
 
     def describe(self) -> str:
         parts = [
             f"{name}={value}"
-            for name, value in self.model_dump(exclude={"strict"}).items()
+            for name, value in self.model_dump(exclude={"strict", "min_sample_tokens"}).items()
             if value is not None
         ]
         return ", ".join(parts) or "unlimited"

@@ -8,6 +8,8 @@ be right, so the CLI can print it as one line.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendError",
     "BudgetExhausted",
@@ -39,6 +41,13 @@ class BackendError(TTSGraphError):
         self.retryable = retryable
         self.status = status
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields are not in ``args``: pickle (process pools, checkpoints) needs them.
+        return (
+            _rebuild,
+            (type(self), str(self), {"retryable": self.retryable, "status": self.status}),
+        )
+
 
 class EngineDeadError(BackendError):
     """The server is up but its engine has died: every request will fail until it restarts."""
@@ -46,10 +55,30 @@ class EngineDeadError(BackendError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, retryable=False, status=status)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), {"status": self.status}))
+
 
 class ServerStartError(TTSGraphError):
     """A vLLM server could not be started (vLLM missing, port in use, crash during start-up)."""
 
 
 class BudgetExhausted(TTSGraphError):
-    """The budget ran out and graceful finishing was switched off (``Budget(strict=True)``)."""
+    """A request does not fit what is left of the run's budget.
+
+    ``limit`` names the limit that refused it: ``"calls"``, ``"total tokens"``,
+    ``"completion tokens"``, ``"flops"`` or ``"wall time"``. Nodes catch it and finish with the
+    best answer so far, recording ``limit`` as the reason; with ``Budget(strict=True)`` they let
+    it propagate, so the run fails instead of finishing early.
+    """
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), {"limit": self.limit}))
+
+
+def _rebuild(cls: type[TTSGraphError], message: str, kwargs: dict[str, Any]) -> TTSGraphError:
+    return cls(message, **kwargs)

@@ -7,7 +7,9 @@ own state schema.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from typing_extensions import TypedDict
 
 from tts_graph.budget import Budget, Usage, add_usage
+from tts_graph.ledger import Ledger, share_ledger
 from tts_graph.verifiers.base import Verdict
 
 if TYPE_CHECKING:
@@ -52,7 +55,9 @@ class Candidate:
     """One candidate answer, kept with everything later nodes and the final result need.
 
     ``seed`` is the request seed that produced it (in one ``n``-sample request all samples share
-    it and vLLM derives each sequence from it).
+    it and vLLM derives each sequence from it). ``id`` is its identity, unique across parallel
+    producers; ``index`` is its position in the run, which the candidates reducer keeps unique
+    (a node that updates a candidate keeps its ``id`` with :func:`dataclasses.replace`).
     """
 
     index: int
@@ -66,6 +71,7 @@ class Candidate:
     score: float | None = None
     verdict: Verdict | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def from_completion(
@@ -94,6 +100,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
+            "id": self.id,
             "text": self.text,
             "answer": self.answer,
             "source": self.source,
@@ -120,11 +127,27 @@ def next_index(candidates: Sequence[Candidate] | None) -> int:
 def merge_candidates(
     left: Sequence[Candidate] | None, right: Sequence[Candidate] | None
 ) -> list[Candidate]:
-    """Reducer: merge by ``index`` (an update replaces the candidate with the same index) and
-    keep the list sorted by index, whatever order parallel branches finish in."""
-    merged = {c.index: c for c in (left or ())}
-    merged.update({c.index: c for c in (right or ())})
-    return [merged[i] for i in sorted(merged)]
+    """Reducer: merge by ``id`` (an update replaces the candidate with the same id and keeps its
+    index) and keep the list sorted by index.
+
+    Producers that run in parallel each number their new candidates from the same snapshot, so
+    their indices can collide: a new candidate whose index is taken gets the next free one.
+    LangGraph applies parallel writes in a fixed order, so the numbering is reproducible.
+    """
+    merged = {c.id: c for c in (left or ())}
+    taken = {c.index for c in merged.values()}
+    free = max(taken, default=-1) + 1
+    for c in right or ():
+        old = merged.get(c.id)
+        if old is not None:
+            merged[c.id] = c if c.index == old.index else dataclasses.replace(c, index=old.index)
+            continue
+        if c.index in taken:
+            c = dataclasses.replace(c, index=free)
+        taken.add(c.index)
+        free = max(free, c.index + 1)
+        merged[c.id] = c
+    return sorted(merged.values(), key=lambda c: c.index)
 
 
 class TTSState(TypedDict, total=False):
@@ -133,25 +156,26 @@ class TTSState(TypedDict, total=False):
     - ``question``: the user's question (input).
     - ``reference``: optional ground truth for verifiers (a gold answer, code tests).
     - ``budget``: limits for this run (input; unlimited when absent).
+    - ``ledger``: the run's live accounting of the budget, shared by every node, branch and
+      subgraph (created fresh for each run; not an input).
     - ``usage``: what the run has spent, summed across nodes.
     - ``candidates``: every candidate generated, sorted by index.
     - ``answer``: the chosen final answer (extracted); ``response``: the chosen candidate's text.
     - ``strategy``: which strategy produced the answer.
     - ``difficulty``: the difficulty probe's score and bin, when a graph estimates it.
-    - ``branches``: the planned per-candidate branches of a ``Send`` fan-out.
     - ``decisions``: what each node decided and why, in order.
     """
 
     question: str
     reference: Any
     budget: Budget | None
+    ledger: Annotated[Ledger, share_ledger]
     usage: Annotated[Usage, add_usage]
     candidates: Annotated[list[Candidate], merge_candidates]
     answer: str | None
     response: str | None
     strategy: str
     difficulty: dict[str, Any] | None
-    branches: list[dict[str, Any]]
     decisions: Annotated[list[Decision], operator.add]
 
 
@@ -162,11 +186,11 @@ class StateKeys:
     question: str = "question"
     reference: str = "reference"
     budget: str = "budget"
+    ledger: str = "ledger"
     usage: str = "usage"
     candidates: str = "candidates"
     answer: str = "answer"
     response: str = "response"
     strategy: str = "strategy"
     difficulty: str = "difficulty"
-    branches: str = "branches"
     decisions: str = "decisions"

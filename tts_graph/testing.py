@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from tts_graph.backends.base import Completion, Generation, GenerationRequest
+from tts_graph.backends.base import BaseBackend, Completion, Generation, GenerationRequest
 from tts_graph.budget import Usage, estimate_flops
 
 __all__ = ["FakeBackend", "SampleFn"]
@@ -27,18 +27,29 @@ def _count(text: str) -> int:
     return len(text.split())
 
 
+def _prompt_tokens(request: GenerationRequest) -> int:
+    if request.messages is not None:
+        return sum(_count(m["content"]) for m in request.messages)
+    return _count(request.prompt or "")
+
+
 @dataclass
-class FakeBackend:
-    """A backend whose samples come from ``fn``; records every request in ``requests``.
+class FakeBackend(BaseBackend):
+    """A backend whose samples come from ``fn``; records every request it was sent in
+    ``requests`` (after the budget cut it, as a server would see it).
 
     Text is cut to ``max_tokens`` words (``finish_reason="length"``), like a real server.
+    Requests are charged to the run's budget like a real backend's.
     """
 
     fn: SampleFn
     model_params: int | None = None
     requests: list[GenerationRequest] = field(default_factory=list)
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return _prompt_tokens(request)
+
+    async def _generate(self, request: GenerationRequest) -> Generation:
         started = time.time()
         self.requests.append(request)
         completions = []
@@ -58,10 +69,7 @@ class FakeBackend:
                     index=i, text=text, finish_reason=finish, completion_tokens=min(len(words), cap)
                 )
             )
-        if request.messages is not None:
-            prompt_tokens = sum(_count(m["content"]) for m in request.messages)
-        else:
-            prompt_tokens = _count(request.prompt or "")
+        prompt_tokens = _prompt_tokens(request)
         completion_tokens = sum(c.completion_tokens for c in completions)
         usage = Usage(
             prompt_tokens=prompt_tokens,

@@ -1,5 +1,7 @@
 """Fan-out, selection and the best-of-N graph with the function-driven fake backend."""
 
+import dataclasses
+
 import pytest
 
 from tts_graph import Budget, BudgetExhausted, ConfigError, create_best_of_n_graph
@@ -14,11 +16,20 @@ def answers(*values):
     return FakeBackend(lambda request, i: f"I think so. Answer: {values[i % len(values)]}")
 
 
-def test_merge_candidates_sorts_by_index_and_replaces_same_index():
-    a = [Candidate(index=2, text="c"), Candidate(index=0, text="a")]
-    b = [Candidate(index=1, text="b"), Candidate(index=2, text="C")]
-    merged = merge_candidates(a, b)
-    assert [c.text for c in merged] == ["a", "b", "C"]
+def test_merge_candidates_replaces_by_id_keeps_the_index_and_sorts():
+    c = Candidate(index=2, text="c")
+    a = [c, Candidate(index=0, text="a")]
+    updated = dataclasses.replace(c, text="C", index=7)  # an update of candidate c
+    merged = merge_candidates(a, [Candidate(index=1, text="b"), updated])
+    assert [(m.index, m.text) for m in merged] == [(0, "a"), (1, "b"), (2, "C")]
+
+
+def test_merge_candidates_renumbers_new_candidates_whose_index_is_taken():
+    first = [Candidate(index=i, text=f"x{i}") for i in range(3)]
+    second = [Candidate(index=i, text=f"y{i}") for i in range(3)]  # same snapshot, same indices
+    merged = merge_candidates(merge_candidates(None, first), second)
+    assert [m.text for m in merged] == ["x0", "x1", "x2", "y0", "y1", "y2"]
+    assert [m.index for m in merged] == list(range(6))
 
 
 async def test_best_of_n_graph_votes_for_the_majority_answer():
@@ -95,29 +106,41 @@ def test_unknown_select_rule_fails_at_build_time_listing_choices():
         create_best_of_n_graph(answers(1), select="vote")
 
 
-async def test_fanout_asks_only_for_what_the_budget_affords():
-    backend = answers(3)
+async def test_fanout_cuts_to_what_the_budget_affords_and_asks_again_for_the_rest():
+    backend = answers(3)  # each sample is 5 words ("tokens")
     node = make_fanout_node(backend, n=8, sampling=SamplingParams(max_tokens=10))
-    # Fake tokenizer: "What is 1+2?" is 3 words + 8 template tokens = 11 prompt tokens; with the
-    # system prompt (+ its words + 8), the budget of 100 leaves room for fewer than 8 samples.
+    # The prompt is 21 words: 79 tokens are left, not enough for 8 x 10. The first request is
+    # cut to 7 samples; they cost 35, so the eighth fits in a second request.
     state = {"question": "What is 1+2?", "budget": Budget(max_total_tokens=100)}
     out = await node(state)
-    sampled = backend.requests[0].n
-    assert 0 < sampled < 8
+    assert [r.n for r in backend.requests] == [7, 1]
     record = out["decisions"][0]
-    assert record["skipped"] == 8 - sampled
-    assert record["reason"] == "budget"
+    assert (record["sampled"], record["skipped"], record["reason"]) == (8, 0, None)
+    assert record["budget"] == [{"limit": "total tokens", "n": [8, 7], "max_tokens": [10, 10]}]
+    assert out["usage"].total_tokens <= 100
+
+
+async def test_a_small_budget_lowers_max_tokens_rather_than_drawing_one_sample():
+    backend = answers(3)
+    node = make_fanout_node(backend, n=8, sampling=SamplingParams(max_tokens=256))
+    out = await node({"question": "What is 1+2?", "budget": Budget(max_total_tokens=400)})
+    assert [(r.n, r.sampling.max_tokens) for r in backend.requests] == [(8, 47)]
+    assert len(out["candidates"]) == 8
+    assert out["decisions"][0]["budget"][0]["max_tokens"] == [256, 47]
 
 
 async def test_fanout_skips_entirely_when_nothing_fits_and_raises_in_strict_mode():
     backend = answers(3)
     node = make_fanout_node(backend, n=4, sampling=SamplingParams(max_tokens=50))
-    out = await node({"question": "q", "budget": Budget(max_total_tokens=20)})
+    out = await node({"question": "q", "budget": Budget(max_total_tokens=19)})
     assert backend.requests == []
     assert out["decisions"][0]["sampled"] == 0
+    assert out["decisions"][0]["reason"] == "budget"
     assert "candidates" not in out
-    with pytest.raises(BudgetExhausted):
-        await node({"question": "q", "budget": Budget(max_total_tokens=20, strict=True)})
+    # Strict: a request that would have to be cut is refused too.
+    with pytest.raises(BudgetExhausted, match="total tokens"):
+        await node({"question": "q", "budget": Budget(max_total_tokens=100, strict=True)})
+    assert backend.requests == []
 
 
 async def test_fanout_indexes_after_existing_candidates_and_honours_renamed_keys():
@@ -128,13 +151,15 @@ async def test_fanout_indexes_after_existing_candidates_and_honours_renamed_keys
     assert [c.answer for c in out["drafts"]] == ["1", "2"]
 
 
-async def test_graph_with_exhausted_budget_finishes_without_an_answer():
+async def test_graph_with_exhausted_budget_finishes_without_an_answer_and_says_why():
     graph = create_best_of_n_graph(
         answers(1), n=4, sampling=SamplingParams(max_tokens=64)
     ).compile()
-    state = await graph.ainvoke({"question": "q", "budget": Budget(max_total_tokens=30)})
+    state = await graph.ainvoke({"question": "q", "budget": Budget(max_total_tokens=19)})
     assert state["answer"] is None
     assert state.get("candidates", []) == []
+    fanout, select = state["decisions"]
+    assert fanout["reason"] == "budget" and select["reason"] == "no candidates"
 
 
 def scored(index, answer, score, passed=None):

@@ -1,7 +1,7 @@
 import pytest
 
 from tts_graph.budget import Budget, Usage, add_usage, estimate_flops
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import ConfigError
 
 
 def test_usage_adds_counts_and_unions_the_time_window():
@@ -83,30 +83,14 @@ def test_flops_and_wall_limits():
     assert budget.remaining(started, now=1004.0).wall_s == pytest.approx(6.0)
 
 
-def test_affordable_samples_counts_the_prompt_once():
-    budget = Budget(max_total_tokens=100)
-    # 20 prompt + k * 20 answer <= 100  ->  k = 4
-    assert budget.affordable_samples(None, wanted=8, prompt_tokens=20, max_tokens=20) == 4
-    assert budget.affordable_samples(None, wanted=2, prompt_tokens=20, max_tokens=20) == 2
-    assert budget.affordable_samples(None, wanted=8, prompt_tokens=90, max_tokens=20) == 0
-
-
-def test_affordable_samples_respects_flops():
-    budget = Budget(max_flops=2 * 10 * 50)
-    # params=10: each token costs 20 FLOPs; 50 tokens fit: 10 prompt + 2 * 20
-    assert (
-        budget.affordable_samples(None, wanted=8, prompt_tokens=10, max_tokens=20, model_params=10)
-        == 2
-    )
-
-
 def test_require_one_call_explains_what_to_change():
-    with pytest.raises(ConfigError, match=r"too small for a single call of 50 tokens"):
+    with pytest.raises(ConfigError, match=r"too small for a single call: 30 prompt tokens"):
         Budget(max_total_tokens=40).require_one_call(prompt_tokens=30, max_tokens=20)
-    Budget(max_total_tokens=50).require_one_call(prompt_tokens=30, max_tokens=20)
-
-
-def test_exhausted_raises_only_in_strict_mode():
-    Budget(max_calls=1).exhausted("more work")
-    with pytest.raises(BudgetExhausted, match="max_calls=1"):
-        Budget(max_calls=1, strict=True).exhausted("more work")
+    # Not the whole answer, but a useful part of it (min_sample_tokens) fits.
+    Budget(max_total_tokens=40, min_sample_tokens=10).require_one_call(
+        prompt_tokens=30, max_tokens=20
+    )
+    with pytest.raises(ConfigError):
+        Budget(max_total_tokens=40, min_sample_tokens=10, strict=True).require_one_call(
+            prompt_tokens=30, max_tokens=20
+        )

@@ -151,23 +151,25 @@ async def test_adaptive_default_schedule_is_capped_by_max_samples():
     assert len(rounds(out)) == 4
 
 
-async def test_budget_cuts_a_round_short_and_stops():
+async def test_budget_cuts_a_round_and_then_refuses_the_next():
     backend = sequence("Answer: 12", "Answer: 13")
     node = make_consistency_node(
         backend,
         sampling=SamplingParams(max_tokens=10),
         prompt=lambda state: [{"role": "user", "content": "q"}],
     )
-    # Each round is priced at 9 prompt tokens (1 word + 8 template) + 10 per sample; each
-    # sample really costs 2. Rounds 1 and 2 fit; round 3 wants 4 samples and affords 2.
-    budget = Budget(max_total_tokens=40)
-    out = await node({"question": "q", "budget": budget})
-    assert [r.n for r in backend.requests] == [2, 2, 2]
-    last = rounds(out)[-1]
-    assert (last["requested"], last["sampled"], last["decision"]) == (4, 2, "stop")
-    assert summary(out)["reason"] == "budget" and summary(out)["skipped"] == 10
+    # A round holds 1 prompt token + 10 per sample until it is settled; a sample costs 2.
+    # Rounds 1 and 2 fit (2 samples each, 10 tokens spent); round 3 wants 4 samples and gets
+    # 2 (29 tokens left). Later rounds get ever less, until not one token is left.
+    out = await node({"question": "q", "budget": Budget(max_total_tokens=40)})
+    assert [r.n for r in backend.requests][:3] == [2, 2, 2]
+    assert [r.sampling.max_tokens for r in backend.requests][-1] < 10
+    cut = rounds(out)[2]
+    assert (cut["requested"], cut["sampled"]) == (4, 2)
+    assert cut["budget"] == [{"limit": "total tokens", "n": [4, 2], "max_tokens": [10, 10]}]
+    assert summary(out)["reason"] == "budget"
     assert out["usage"].total_tokens <= 40
-    with pytest.raises(BudgetExhausted, match="round 3"):
+    with pytest.raises(BudgetExhausted, match="total tokens"):
         await node({"question": "q", "budget": Budget(max_total_tokens=40, strict=True)})
 
 
@@ -182,11 +184,33 @@ async def test_budget_with_no_room_left_stops_before_requesting():
 
 async def test_candidates_are_indexed_after_existing_ones_and_keys_renamed():
     keys = StateKeys(question="task", candidates="drafts", decisions="log")
-    node = make_consistency_node(sequence("Answer: 3"), keys=keys, name="sc")
+    node = make_consistency_node(sequence("Answer: 3"), keys=keys, name="sc", count_existing=False)
     out = await node({"task": "q", "drafts": [Candidate(index=5, text="probe")]})
     assert [c.index for c in out["drafts"]] == [6, 7]
     assert [c.answer for c in out["drafts"]] == ["3", "3"]
     assert {d["node"] for d in out["log"]} == {"sc"}
+
+
+async def test_candidates_already_in_state_vote_and_count_towards_max_samples():
+    backend = sequence("Answer: 3")
+    probe = [Candidate(index=i, text="Answer: 3", answer="3") for i in range(2)]
+    probe.append(Candidate(index=2, text="Answer: 4", answer="4"))
+    out = await make_consistency_node(backend, max_samples=8)(
+        {"question": "q", "candidates": probe}
+    )
+    # 2 of 3 agree (0.67 < 0.75): draw 3 more (double to 6); 5 of 6 agree: stop.
+    assert [r.n for r in backend.requests] == [3]
+    assert summary(out)["reused"] == 3 and summary(out)["drawn"] == 3
+    assert summary(out)["votes"] == {"3": 5, "4": 1}
+    assert summary(out)["reason"] == "threshold"
+
+
+async def test_a_settled_probe_needs_no_more_samples():
+    backend = sequence("Answer: 3")
+    probe = [Candidate(index=i, text="Answer: 3", answer="3") for i in range(4)]
+    out = await make_consistency_node(backend, stop="beta")({"question": "q", "candidates": probe})
+    assert backend.requests == []
+    assert summary(out)["reason"] == "threshold" and "candidates" not in out
 
 
 async def test_a_backend_failure_after_the_first_round_keeps_the_samples():

@@ -125,16 +125,35 @@ async def test_estimator_outside_unit_interval_is_an_error():
         await node({"question": "q"})
 
 
-async def test_self_rating_adds_its_call_to_the_usage():
+def rating_backend():
     def fn(request, i):
         return (
-            "Difficulty: 10" if "Rate how hard" in request.messages[0]["content"] else "Answer: 1"
+            "Difficulty: 10" if "Rate how hard" in request.messages[-1]["content"] else "Answer: 1"
         )
 
-    backend = FakeBackend(fn)
-    out = await make_difficulty_node(backend, k=2, estimator=SelfRating(backend))({"question": "q"})
-    assert out["difficulty"]["score"] == 1.0
-    assert out["usage"].calls == 2
+    return FakeBackend(fn)
+
+
+async def test_self_rating_adds_its_call_to_the_run_not_to_the_estimator():
+    backend = rating_backend()
+    node = make_difficulty_node(backend, k=2, estimator=SelfRating(backend))
+    for _ in range(3):  # the same estimator object in three runs: two calls each
+        out = await node({"question": "q"})
+        assert out["difficulty"]["score"] == 1.0
+        assert out["usage"].calls == 2
+    # The rating follows the caller's prompt: its question and system prompt come first.
+    rating = backend.requests[1].messages
+    assert rating[-2] == {"role": "user", "content": "q"} and rating[0]["role"] == "system"
+
+
+async def test_self_rating_is_held_to_the_budget():
+    backend = rating_backend()
+    node = make_difficulty_node(backend, k=2, estimator=SelfRating(backend))
+    out = await node({"question": "q", "budget": Budget(max_calls=1)})
+    assert len(backend.requests) == 1 and out["usage"].calls == 1
+    assert out["difficulty"]["score"] is None and out["difficulty"]["bin"] is None
+    assert out["decisions"][0]["reason"] == "budget"
+    assert len(out["candidates"]) == 2  # the probe's samples are kept all the same
 
 
 async def test_budget_cut_and_strict_mode():

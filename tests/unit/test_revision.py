@@ -18,11 +18,11 @@ class Model:
         self.kinds = []
 
     def __call__(self, request, i):
-        system = request.messages[0]["content"]
-        if system.startswith("Check the answer"):
+        turn = request.messages[-1]["content"]
+        if turn.startswith("Check your answer"):
             self.kinds.append("critique")
             return self.critiques.pop(0)
-        if system.startswith("Rewrite the answer"):
+        if turn.startswith("Rewrite your answer"):
             self.kinds.append("revise")
             return "7 + 5 = 12\nAnswer: 12"
         self.kinds.append("draft")
@@ -40,9 +40,11 @@ async def test_critique_loop_stops_when_the_critique_says_correct():
     assert [c.answer for c in out["candidates"]] == ["13", "12"]
     assert [c.metadata["round"] for c in out["candidates"]] == [0, 1]
     assert out["usage"].calls == 4
-    # The revision saw the critique as feedback.
-    revise = model.backend.requests[2].messages[-1]["content"]
-    assert "Feedback:\nIt is wrong: 7+5 is not 13." in revise
+    # The revision saw the critique as feedback, after the draft, in the caller's conversation.
+    revise = model.backend.requests[2].messages
+    assert "Feedback:\nIt is wrong: 7+5 is not 13." in revise[-1]["content"]
+    assert revise[-2] == {"role": "assistant", "content": "7 + 5 = 13\nAnswer: 13"}
+    assert revise[:-2] == model.backend.requests[0].messages
     # Each call has its own seed.
     assert len({r.sampling.seed for r in model.backend.requests}) == 4
 
@@ -77,9 +79,26 @@ async def test_starts_from_the_best_candidate_in_state():
     ]
     out = await make_self_refine_node(model.backend)({"question": "q", "candidates": existing})
     assert model.kinds == ["critique"]
-    assert "Answer: 12" in model.backend.requests[0].messages[-1]["content"]
+    assert model.backend.requests[0].messages[-2]["content"] == "Answer: 12"
     assert out["answer"] == "12"
-    assert out["candidates"] == []  # no new drafts
+    assert "candidates" not in out  # no new drafts
+
+
+async def test_every_call_follows_the_callers_prompt():
+    model = Model()
+    few_shot = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 1+1?"},
+        {"role": "assistant", "content": "Answer: 2"},
+    ]
+
+    def prompt(state):
+        return [*few_shot, {"role": "user", "content": state["question"]}]
+
+    await make_self_refine_node(model.backend, rounds=1, prompt=prompt)({"question": "7+5?"})
+    assert model.kinds == ["draft", "critique", "revise"]
+    for request in model.backend.requests:
+        assert list(request.messages[:4]) == [*few_shot, {"role": "user", "content": "7+5?"}]
 
 
 async def test_budget_stops_refinement_gracefully_or_strictly():
@@ -90,7 +109,8 @@ async def test_budget_stops_refinement_gracefully_or_strictly():
     assert model.kinds == ["draft", "critique"]
     assert out["decisions"][0]["stop"] == "budget"
     assert out["answer"] == "13"  # the best so far
-    with pytest.raises(BudgetExhausted):
+    assert out["usage"].calls == 2
+    with pytest.raises(BudgetExhausted, match="calls"):
         await make_self_refine_node(Model().backend, rounds=3)(
             {"question": "q", "budget": Budget(max_calls=2, strict=True)}
         )

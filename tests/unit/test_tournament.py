@@ -99,7 +99,7 @@ async def test_odd_candidates_get_byes(n, shape):
     assert out["answer"] == str(n - 1)
 
 
-async def test_identical_answers_advance_the_lower_index_without_judging():
+async def test_identical_answers_advance_without_judging_when_the_task_names_an_extractor():
     judge = FakeJudge(prefers_larger)
     candidates = [
         Candidate(index=0, text="7 + 5 = 12", answer="12"),
@@ -107,11 +107,37 @@ async def test_identical_answers_advance_the_lower_index_without_judging():
         Candidate(index=2, text="13", answer="13"),
         Candidate(index=3, text="11", answer="11"),
     ]
-    out = await run(make_tournament_node(judge, k=2), candidates)
+    out = await run(make_tournament_node(judge, k=2, extract=extract_answer), candidates)
     first = out["decisions"][0]["bracket"][0]["matches"][0]
     assert first["identical"] is True and first["winner"] == 0 and first["votes"] == [0, 0]
     assert len(judge.calls) == 2 * 2  # 2 of the 3 games judged
     assert out["answer"] == "13"
+
+
+async def test_different_texts_with_the_same_extracted_answer_are_judged_by_default():
+    # Two programs that both "extract" to 1: only the judge can tell the buggy one.
+    good = "def f(x):\n    return x - 1\n\nf(2) gives 1"
+    buggy = "def f(x):\n    return 1\n\nf(2) gives 1"
+    candidates = [
+        Candidate(index=0, text=buggy, answer="1"),
+        Candidate(index=1, text=good, answer="1"),
+    ]
+    judge = FakeJudge(lambda a, b: "A" if "x - 1" in a else "B")
+    out = await run(make_tournament_node(judge, k=2), candidates)
+    assert len(judge.calls) == 2
+    assert out["decisions"][0]["bracket"][0]["matches"][0]["identical"] is False
+    assert out["response"] == good
+
+
+async def test_texts_equal_up_to_case_spacing_and_final_period_are_identical():
+    judge = FakeJudge(always_a)
+    candidates = [
+        Candidate(index=0, text="The answer is 12."),
+        Candidate(index=1, text="the  answer is 12"),
+    ]
+    out = await run(make_tournament_node(judge, k=2), candidates)
+    assert judge.calls == []
+    assert out["decisions"][0]["bracket"][0]["matches"][0]["identical"] is True
 
 
 async def test_identity_falls_back_to_stripped_text_without_answers():
@@ -219,34 +245,88 @@ async def test_a_failing_judge_is_recorded_and_never_crashes_the_graph():
     assert out["answer"] is not None
 
 
-async def test_budget_stops_between_rounds_and_the_best_survivor_wins():
-    judge = FakeJudge(prefers_larger)
-    node = make_tournament_node(judge, k=2)
-    # 4 calls already spent; round 1 needs 4 more (fits 9), round 2 needs 2 (does not).
-    out = await run(node, cands(5, 1, 2, 7), budget=Budget(max_calls=9), usage=Usage(calls=4))
-    record = out["decisions"][0]
+def metered_judge(decide, words=3):
+    """An LLMJudge over a fake server: ``decide(a, b)`` picks, the reply is ``words`` long."""
+
+    def reply(request, i):
+        _, a, b = request.messages[-1]["content"].split("Answer ")
+        winner = decide(a[2:].strip(), b[2:].strip())
+        return " ".join(["so"] * (words - 2) + ["Winner:", winner])
+
+    backend = FakeBackend(reply)
+    return LLMJudge(backend), backend
+
+
+def graph_of(node):
+    builder = StateGraph(TTSState)
+    builder.add_node("tournament", node)
+    builder.add_edge(START, "tournament")
+    builder.add_edge("tournament", END)
+    return builder.compile()
+
+
+async def test_budget_stops_the_knockout_mid_bracket_and_the_best_survivor_wins():
+    judge, backend = metered_judge(prefers_larger)
+    graph = graph_of(make_tournament_node(judge, k=2))
+    # Round 1 needs 4 calls, round 2 two more: 5 calls fit round 1 and half of round 2.
+    state = await graph.ainvoke(
+        {"question": "q", "candidates": cands(5, 1, 2, 7), "budget": Budget(max_calls=5)}
+    )
+    record = state["decisions"][0]
     assert record["reason"] == "budget"
-    assert len(judge.calls) == 4 and len(record["bracket"]) == 1
+    assert len(backend.requests) == state["usage"].calls == 5
+    assert record["bracket"][-1]["cut"] is True
     assert record["winner"] == 0  # survivors 0 and 3 have one win each: the lower index
-    assert out["answer"] == "5"
-    assert out["usage"].calls == 4
+    assert state["answer"] == "5"
 
 
-async def test_budget_with_no_room_for_the_first_round_answers_the_first_candidate():
-    judge = FakeJudge(prefers_larger)
-    out = await run(make_tournament_node(judge, k=2), cands(5, 9), budget=Budget(max_calls=1))
-    assert judge.calls == []
-    assert out["decisions"][0]["reason"] == "budget"
-    assert out["answer"] == "5"
-    assert "usage" not in out
+async def test_token_budget_holds_across_a_concurrent_round_of_judge_calls():
+    # Sixteen candidates: eight games of four judgements run at once in round one.
+    judge, _backend = metered_judge(prefers_larger, words=40)
+    graph = graph_of(make_tournament_node(judge, k=4))
+    budget = Budget(max_total_tokens=500)
+    state = await graph.ainvoke(
+        {"question": "q", "candidates": cands(*range(16)), "budget": budget}
+    )
+    assert state["usage"].total_tokens <= 500
+    assert state["decisions"][0]["reason"] == "budget"
+    assert state["answer"] is not None
+
+
+async def test_a_game_the_budget_leaves_unfinished_decides_nothing():
+    judge, backend = metered_judge(prefers_larger)
+    state = await graph_of(make_tournament_node(judge, k=2)).ainvoke(
+        {"question": "q", "candidates": cands(5, 9), "budget": Budget(max_calls=1)}
+    )
+    # One of the game's two judgements fits: the game is not played, the lower index wins.
+    record = state["decisions"][0]
+    assert state["usage"].calls == len(backend.requests) == 1
+    assert record["reason"] == "budget" and record["bracket"][0]["matches"] == []
+    assert state["answer"] == "5"
 
 
 async def test_strict_budget_raises_mid_tournament():
-    judge = FakeJudge(prefers_larger)
+    judge, backend = metered_judge(prefers_larger)
+    graph = graph_of(make_tournament_node(judge, k=2))
+    with pytest.raises(BudgetExhausted, match="calls"):
+        await graph.ainvoke(
+            {
+                "question": "q",
+                "candidates": cands(5, 1, 2, 7),
+                "budget": Budget(max_calls=5, strict=True),
+            }
+        )
+    assert len(backend.requests) == 5
+
+
+async def test_a_judge_that_spends_outside_the_library_is_counted_and_stopped_between_rounds():
+    judge = FakeJudge(prefers_larger)  # reports CALL_USAGE per call, charges nothing itself
     node = make_tournament_node(judge, k=2)
-    with pytest.raises(BudgetExhausted, match="round 2"):
-        await run(node, cands(5, 1, 2, 7), budget=Budget(max_calls=5, strict=True))
-    assert len(judge.calls) == 4
+    out = await run(node, cands(5, 1, 2, 7), budget=Budget(max_calls=4))
+    record = out["decisions"][0]
+    assert len(judge.calls) == 4 and out["usage"].calls == 4
+    assert out["usage"].prompt_tokens == 4 * CALL_USAGE.prompt_tokens
+    assert record["reason"] == "budget" and record["winner"] == 0
 
 
 async def test_league_win_rates_rank_the_candidates():
@@ -297,15 +377,24 @@ async def test_league_reuses_cached_judgements_for_duplicate_texts():
     assert standings == {0: 0.25, 1: 1.0, 2: 0.25}
 
 
-async def test_league_over_budget_plays_nothing_or_raises_when_strict():
-    judge = FakeJudge(prefers_larger)
-    node = make_tournament_node(judge, mode="league", k=2, opponents=1)
-    out = await run(node, cands(1, 2, 3), budget=Budget(max_calls=3))
-    assert judge.calls == []
-    assert out["decisions"][0]["reason"] == "budget"
-    assert out["answer"] == "1"
+async def test_league_cut_by_the_budget_ranks_by_the_games_judged_in_full():
+    judge, backend = metered_judge(prefers_larger)
+    graph = graph_of(make_tournament_node(judge, mode="league", k=2, opponents=2))
+    state = await graph.ainvoke(
+        {"question": "q", "candidates": cands(1, 3, 2), "budget": Budget(max_calls=3)}
+    )
+    record = state["decisions"][0]
+    assert record["reason"] == "budget"
+    assert len(backend.requests) == 3
+    assert len(record["games"]) == 1  # three calls finish one game of two judgements
     with pytest.raises(BudgetExhausted):
-        await run(node, cands(1, 2, 3), budget=Budget(max_calls=3, strict=True))
+        await graph.ainvoke(
+            {
+                "question": "q",
+                "candidates": cands(1, 3, 2),
+                "budget": Budget(max_calls=3, strict=True),
+            }
+        )
 
 
 async def test_no_candidates_and_a_single_candidate():

@@ -74,8 +74,12 @@ async def test_model_verifiers_stop_at_the_budget_and_report_usage():
         "usage": Usage(calls=1),
     }
     out = await make_verify_node(rec)(state)
-    assert rec.seen[0][1] == ["12", "13"]  # 2 calls left
+    # One check per candidate, each holding a call: 2 calls left, 2 checks.
+    assert [texts for _, texts in rec.seen] == [["12"], ["13"]]
     assert out["decisions"][0]["skipped"] == 1
+    assert out["decisions"][0]["reason"] == "budget"
+    assert [c.index for c in out["candidates"]] == [0, 1]
+    # The recorder spends through no backend: the usage it reports is counted.
     assert out["usage"].calls == 2
     assert out["usage"].prompt_tokens == 6
 

@@ -1,23 +1,34 @@
-"""The backend interface: what a node asks of a model server, and what comes back."""
+"""The backend interface: what a node asks of a model server, and what comes back.
+
+:class:`BaseBackend` is what implementations subclass (langchain-core style: override
+``_generate``; the base class charges every request to the run's budget). Nodes accept anything
+that satisfies the :class:`Backend` protocol and wrap a backend that does not subclass
+:class:`BaseBackend` with :func:`metered`, so a budget holds for every backend.
+"""
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tts_graph.budget import Usage
 from tts_graph.errors import ConfigError
+from tts_graph.metering import charge, current_spending
 
 __all__ = [
     "Backend",
+    "BaseBackend",
     "Completion",
     "Generation",
     "GenerationRequest",
     "Message",
     "SamplingParams",
     "TokenLogprob",
+    "metered",
 ]
 
 Message = Mapping[str, str]
@@ -134,18 +145,25 @@ class Completion:
 
 @dataclass(frozen=True)
 class Generation:
-    """The reply to one request: its samples in index order and what the request cost."""
+    """The reply to one request: its samples in index order and what the request cost.
+
+    ``budget`` says what the run's budget changed in the request before it was sent
+    (``{"limit": ..., "n": [asked, granted], "max_tokens": [asked, granted]}``), None when
+    it was sent as asked.
+    """
 
     completions: tuple[Completion, ...]
     usage: Usage
     model: str = ""
     seed: int | None = None
+    budget: Mapping[str, Any] | None = None
 
 
 @runtime_checkable
 class Backend(Protocol):
     """What nodes need from a model server. Implementations: :class:`~tts_graph.VLLMBackend`,
-    :class:`~tts_graph.testing.FakeBackend`."""
+    :class:`~tts_graph.testing.FakeBackend`; write your own by subclassing
+    :class:`BaseBackend`."""
 
     @property
     def model_params(self) -> int | None:
@@ -155,3 +173,106 @@ class Backend(Protocol):
     async def generate(self, request: GenerationRequest) -> Generation: ...
 
     async def tokenize(self, text: str) -> list[int]: ...
+
+
+# Chat templates wrap each message in a few tokens of their own, and some add a default system
+# prompt; a backend that cannot count a templated prompt exactly reserves this much extra.
+_TEMPLATE_TOKENS_PER_MESSAGE = 8
+_TEMPLATE_TOKENS_EXTRA = 32
+
+
+class BaseBackend(abc.ABC):
+    """Base class of backends: implement :meth:`_generate` and :meth:`tokenize`; the base class's
+    :meth:`generate` charges each request to the run's ledger (reserved, cut to what the budget
+    has left or refused, bounded by the run's wall time, settled with the reply's usage).
+
+    Override :meth:`count_prompt_tokens` when the server can count a templated prompt exactly:
+    the default tokenizes the text and adds a per-message allowance for the chat template.
+    """
+
+    @property
+    def model_params(self) -> int | None:
+        """Parameter count of the served model, for the FLOPs estimate (None if unknown)."""
+        return None
+
+    @abc.abstractmethod
+    async def _generate(self, request: GenerationRequest) -> Generation:
+        """Send ``request`` as it is and return the reply (no budget logic here)."""
+
+    @abc.abstractmethod
+    async def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens)."""
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """How many prompt tokens ``request`` will cost (an upper bound where not exact)."""
+        if request.prompt is not None:
+            return len(await self.tokenize(request.prompt))
+        messages = request.messages or ()
+        text = "\n".join(m["content"] for m in messages)
+        allowance = _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS_EXTRA
+        return len(await self.tokenize(text)) + allowance
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Send ``request``, charged to the run's budget when called inside a node."""
+        return await charged_generate(self, request, self._generate)
+
+
+async def charged_generate(
+    backend: BaseBackend,
+    request: GenerationRequest,
+    send: Callable[[GenerationRequest], Awaitable[Generation]],
+) -> Generation:
+    """``send(request)`` charged to the current run's ledger (see :mod:`tts_graph.metering`):
+    the request is cut to what the ledger grants, and the reply says what was cut."""
+    scope = current_spending()
+    counts = scope is not None and scope.ledger.counts_tokens
+    prompt_tokens = await backend.count_prompt_tokens(request) if counts else 0
+    async with charge(
+        prompt_tokens=prompt_tokens,
+        n=request.n,
+        max_tokens=request.sampling.max_tokens,
+        model_params=backend.model_params,
+        what=f"a request for {request.n} sample(s)",
+    ) as bill:
+        grant = bill.grant
+        if grant is not None and grant.limit is not None:
+            request = dataclasses.replace(
+                request,
+                n=grant.n,
+                sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
+            )
+        gen = await send(request)
+        bill.settle(gen.usage)
+    if bill.grant is not None and bill.grant.limit is not None:
+        gen = dataclasses.replace(gen, budget=bill.grant.changes())
+    return gen
+
+
+class _Metered(BaseBackend):
+    """A :class:`Backend` that does not subclass :class:`BaseBackend`, charged like one."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    @property
+    def model_params(self) -> int | None:
+        return self.inner.model_params
+
+    async def _generate(self, request: GenerationRequest) -> Generation:
+        return await self.inner.generate(request)
+
+    async def tokenize(self, text: str) -> list[int]:
+        return await self.inner.tokenize(text)
+
+
+def metered(backend: Backend) -> BaseBackend:
+    """``backend`` itself when it charges the run's budget (a :class:`BaseBackend`), else a
+    wrapper that does. Node factories call this on the backend they are given."""
+    if isinstance(backend, BaseBackend):
+        return backend
+    if not isinstance(backend, Backend):
+        raise ConfigError(
+            f"backend must have async generate(request) and tokenize(text) and a model_params "
+            f"attribute (see tts_graph.backends.BaseBackend), got {type(backend).__name__}"
+        )
+    return _Metered(backend)

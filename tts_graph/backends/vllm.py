@@ -10,6 +10,7 @@ stops at once with :class:`~tts_graph.errors.EngineDeadError` instead of retryin
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
@@ -25,7 +26,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from tts_graph.backends.base import Completion, Generation, GenerationRequest, TokenLogprob
+from tts_graph.backends.base import (
+    BaseBackend,
+    Completion,
+    Generation,
+    GenerationRequest,
+    TokenLogprob,
+)
 from tts_graph.backends.server import count_parameters
 from tts_graph.budget import Usage, estimate_flops
 from tts_graph.errors import BackendError, ConfigError, EngineDeadError
@@ -56,7 +63,7 @@ def _local_parameters(root: str) -> int | None:
     return count_parameters(path) if path.is_dir() else None
 
 
-class VLLMBackend:
+class VLLMBackend(BaseBackend):
     """Generate with a vLLM server.
 
     ``base_url`` is the OpenAI-compatible root, e.g. ``http://127.0.0.1:8000/v1``. ``model``
@@ -64,8 +71,11 @@ class VLLMBackend:
     :class:`~tts_graph.errors.ConfigError` listing the ones it does. ``max_concurrency`` bounds
     the requests in flight from this backend (one semaphore, shared by every node using it).
 
-    >>> backend = VLLMBackend("http://127.0.0.1:8000/v1")  # doctest: +SKIP
-    >>> gen = await backend.generate(GenerationRequest.chat([{"role": "user", "content": "Hi"}], n=4))
+    It is an async context manager; closing it closes the HTTP client it made itself, never
+    one passed in as ``http_client``.
+
+    >>> async with VLLMBackend("http://127.0.0.1:8000/v1") as backend:  # doctest: +SKIP
+    ...     gen = await backend.generate(GenerationRequest.chat([{"role": "user", "content": "Hi"}], n=4))
     """
 
     def __init__(
@@ -98,6 +108,7 @@ class VLLMBackend:
         self._timeout_s = timeout_s
         self._max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_max_s)
+        self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=max_concurrency * 2),
@@ -114,6 +125,8 @@ class VLLMBackend:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._resolved = False
         self._resolve_lock = asyncio.Lock()
+        # Prompt token counts by request prompt: every round of a node re-sends the same prompt.
+        self._prompt_counts: dict[str, int] = {}
 
     # -- server facts -------------------------------------------------------------------------
 
@@ -180,7 +193,7 @@ class VLLMBackend:
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def _generate(self, request: GenerationRequest) -> Generation:
         """Send one request (``n`` samples), retrying retryable failures; usage comes from the
         server's own ``usage`` field and is counted once, however many attempts it took."""
         await self.check()
@@ -218,8 +231,50 @@ class VLLMBackend:
                 f"tokenize failed at {self._root_url}/tokenize: {exc}", retryable=False
             ) from exc
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """The exact prompt size of ``request``: vLLM's ``/tokenize`` applies the chat template
+        (with the same generation-prompt and continuation settings) to chat messages."""
+        body: dict[str, Any]
+        if request.messages is not None:
+            body = {
+                "messages": [dict(m) for m in request.messages],
+                "add_generation_prompt": not request.continue_final_message,
+                "continue_final_message": request.continue_final_message,
+            }
+            for key in ("chat_template_kwargs",):
+                if key in request.extra_body:
+                    body[key] = request.extra_body[key]
+        else:
+            body = {"prompt": request.prompt or "", "add_special_tokens": True}
+        key = json.dumps(body, sort_keys=True)
+        if key not in self._prompt_counts:
+            await self.check()
+            try:
+                resp = await self._http.post(
+                    f"{self._root_url}/tokenize", json={"model": self._model, **body}
+                )
+                resp.raise_for_status()
+                count = int(resp.json()["count"])
+            except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
+                raise BackendError(
+                    f"counting prompt tokens failed at {self._root_url}/tokenize: {exc}",
+                    retryable=False,
+                ) from exc
+            if len(self._prompt_counts) > 256:
+                self._prompt_counts.clear()
+            self._prompt_counts[key] = count
+        return self._prompt_counts[key]
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the HTTP client this backend made (a client passed in stays open)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> VLLMBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def _send(self, request: GenerationRequest) -> Any:
         s = request.sampling

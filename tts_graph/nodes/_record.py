@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langsmith import get_current_run_tree
 
+from tts_graph.metering import current_spending
 from tts_graph.state import Decision
 
 logger = logging.getLogger(__name__)
@@ -35,5 +36,11 @@ def emit(decision: Decision) -> Decision:
 
 
 def decision(node: str, kind: str, **data: Any) -> Decision:
-    """Build and emit a decision record."""
-    return emit({"node": node, "kind": kind, **data})
+    """Build and emit a decision record. Inside a node's spending scope, what the budget did to
+    its requests since the last record (cuts of ``n``/``max_tokens``, refusals, cancellations)
+    is added under ``"budget"``."""
+    record: Decision = {"node": node, "kind": kind, **data}
+    scope = current_spending()
+    if scope is not None and (notes := scope.take_notes()):
+        record["budget"] = notes
+    return emit(record)

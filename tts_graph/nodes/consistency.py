@@ -1,9 +1,11 @@
 """Self-consistency with an early stop: sample in rounds and stop once the vote is settled.
 
 Each round is one ``n``-sample request (the prompt is read once); round ``r`` (from 1) carries
-seed ``seed + r − 1`` so rounds differ. Votes are over normalised final answers of the samples
-this node drew (as in :func:`~tts_graph.nodes.select.majority_vote`); candidates already in state
-do not vote. Two stopping rules, both from its_hub:
+seed ``seed + r − 1`` so rounds differ. Votes are over normalised final answers (as in
+:func:`~tts_graph.nodes.select.majority_vote`). Candidates already in state (such as a difficulty
+probe's samples) are samples already drawn: they vote and count towards ``max_samples``, so the
+node only draws what is still needed (``count_existing=False`` starts from nothing). Two stopping
+rules, both from its_hub:
 
 - ``"adaptive"``: draw ``initial`` samples (default 2), then keep doubling the total (request
   the difference: 2, 2, 4, 8, … up to ``max_samples``) until the top answer holds at least
@@ -13,10 +15,11 @@ do not vote. Two stopping rules, both from its_hub:
   :func:`prob_top_stays_on_top` of the top two answers' votes reaches ``threshold`` (default
   0.95). Samples without an answer vote for neither. All-agreeing samples stop after 4.
 
-Either rule also stops at ``max_samples``. Before each round the node asks the budget how many
-samples fit (each may use all of ``max_tokens``) and never requests more; when a round is cut
-short or none fits it stops with ``reason="budget"`` (:class:`~tts_graph.errors.BudgetExhausted`
-in strict mode). A backend failure after the first round stops with the samples so far.
+Either rule also stops at ``max_samples``. Every round is charged to the run's ledger, which may
+cut it (fewer samples, a lower ``max_tokens``, recorded in the round's decision) or refuse it;
+a refusal stops with ``reason="budget"`` or ``"wall time"``
+(:class:`~tts_graph.errors.BudgetExhausted` in strict mode). A backend failure after the first
+round stops with the samples so far.
 
 Every round is recorded and streamed (votes, statistic, continue/stop and why), then a summary
 with ``skipped = max_samples − drawn``. The node writes candidates, usage and decisions, not the
@@ -32,11 +35,11 @@ from fractions import Fraction
 from math import comb
 from typing import Any, Literal
 
-from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams
-from tts_graph.budget import Budget, Usage
-from tts_graph.errors import BackendError, ConfigError
+from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
+from tts_graph.errors import BackendError, BudgetExhausted, ConfigError
+from tts_graph.metering import spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.fanout import estimate_prompt_tokens
 from tts_graph.nodes.select import majority_vote
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, Decision, NodeFn, StateKeys, next_index
@@ -88,6 +91,7 @@ def make_consistency_node(
     seed: int = 0,
     prompt: PromptFn | None = None,
     extract: Callable[[str], str | None] = extract_answer,
+    count_existing: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "consistency",
 ) -> NodeFn:
@@ -113,91 +117,82 @@ def make_consistency_node(
         raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
     base = sampling or SamplingParams(logprobs=True)
     build_prompt = prompt or question_prompt(key=keys.question)
+    model = metered(backend)
 
     def wanted_next(drawn: int) -> int:
         total = (first if drawn == 0 else 2 * drawn) if stop == "adaptive" else drawn + first
         return min(total, max_samples) - drawn
 
     async def consistency(state: Mapping[str, Any]) -> dict[str, Any]:
-        budget: Budget = state.get(keys.budget) or Budget()
-        spent_before: Usage = state.get(keys.usage) or Usage()
         messages = build_prompt(state)
-        prompt_tokens: int | None = None
+        existing: list[Candidate] = list(state.get(keys.candidates) or []) if count_existing else []
         offset = next_index(state.get(keys.candidates))
         drawn: list[Candidate] = []
-        spent = Usage()
         records: list[Decision] = []
-        votes: dict[str, int] = {}
+        votes: dict[str, int] = majority_vote(existing)[1]
         statistic: float | None = None
         reason = "max_samples"
-        while True:
-            round_no = len(records) + 1
-            wanted = wanted_next(len(drawn))
-            n = wanted
-            if not budget.unlimited:
-                if prompt_tokens is None:
-                    prompt_tokens = await estimate_prompt_tokens(backend, messages)
-                n = budget.affordable_samples(
-                    spent_before + spent,
-                    wanted=wanted,
-                    prompt_tokens=prompt_tokens,
-                    max_tokens=base.max_tokens,
-                    model_params=backend.model_params,
-                )
-            if n < wanted:
-                budget.exhausted(f"{name} round {round_no} could draw {wanted} samples")
-            if n == 0:
-                reason = "budget"
-                break
-            params = dataclasses.replace(base, seed=seed + round_no - 1)
-            try:
-                gen = await backend.generate(GenerationRequest.chat(messages, n=n, sampling=params))
-            except BackendError as exc:
-                if not drawn:
-                    raise
-                logger.warning("%s: round %d failed, stopping: %s", name, round_no, exc)
-                reason = "backend_error"
-                break
-            spent += gen.usage
-            drawn += [
-                Candidate.from_completion(
-                    c,
-                    index=offset + len(drawn) + i,
-                    answer=extract(c.text),
-                    source=name,
-                    seed=params.seed,
-                )
-                for i, c in enumerate(gen.completions)
-            ]
-            votes = majority_vote(drawn)[1]
-            statistic = _statistic(stop, votes, len(drawn))
-            if statistic >= limit:
-                reason, why = "threshold", f"statistic {statistic:.4g} >= threshold {limit:g}"
-            elif len(drawn) >= max_samples:
-                reason, why = "max_samples", f"drew max_samples={max_samples}"
-            elif n < wanted:
-                reason, why = "budget", f"the budget afforded {n} of {wanted} samples"
-            else:
-                reason, why = "", f"statistic {statistic:.4g} < threshold {limit:g}"
-            records.append(
-                decision(
-                    name, "consistency_round", round=round_no, requested=wanted, sampled=n,
-                    seed=params.seed, drawn=len(drawn), votes=votes, statistic=statistic,
-                    threshold=limit, decision="stop" if reason else "continue", why=why,
-                )
+        with spending(run_ledger(state, keys, name)) as spent:
+            while True:
+                seen = len(existing) + len(drawn)
+                if seen >= max_samples:
+                    reason = "max_samples"
+                    break
+                if seen and (statistic := _statistic(stop, votes, seen)) >= limit:
+                    reason = "threshold"  # the samples already in state settle it
+                    break
+                round_no = len(records) + 1
+                wanted = wanted_next(seen)
+                params = dataclasses.replace(base, seed=seed + round_no - 1)
+                request = GenerationRequest.chat(messages, n=wanted, sampling=params)
+                try:
+                    gen = await model.generate(request)
+                except BudgetExhausted as exc:
+                    reason = spent.stopped(exc)
+                    break
+                except BackendError as exc:
+                    if not drawn:
+                        raise
+                    logger.warning("%s: round %d failed, stopping: %s", name, round_no, exc)
+                    reason = "backend_error"
+                    break
+                drawn += [
+                    Candidate.from_completion(
+                        c, index=offset + len(drawn) + i, answer=extract(c.text), source=name,
+                        seed=params.seed,
+                    )
+                    for i, c in enumerate(gen.completions)
+                ]  # fmt: skip
+                seen = len(existing) + len(drawn)
+                votes = majority_vote([*existing, *drawn])[1]
+                statistic = _statistic(stop, votes, seen)
+                if statistic >= limit:
+                    reason, why = "threshold", f"statistic {statistic:.4g} >= threshold {limit:g}"
+                elif seen >= max_samples:
+                    reason, why = "max_samples", f"drew max_samples={max_samples}"
+                else:
+                    reason, why = "", f"statistic {statistic:.4g} < threshold {limit:g}"
+                records.append(
+                    decision(
+                        name, "consistency_round", round=round_no, requested=wanted,
+                        sampled=len(gen.completions), seed=params.seed, drawn=seen, votes=votes,
+                        statistic=statistic, threshold=limit,
+                        decision="stop" if reason else "continue", why=why,
+                    )
+                )  # fmt: skip
+                if reason:
+                    break
+            summary = decision(
+                name, "consistency", stop=stop, rounds=len(records), drawn=len(drawn),
+                reused=len(existing), max_samples=max_samples,
+                skipped=max(0, max_samples - len(existing) - len(drawn)), reason=reason, votes=votes,
+                statistic=statistic, usage=spent.usage.to_dict(),
             )  # fmt: skip
-            if reason:
-                break
-        summary = decision(
-            name, "consistency", stop=stop, rounds=len(records), drawn=len(drawn),
-            max_samples=max_samples, skipped=max_samples - len(drawn), reason=reason,
-            votes=votes, statistic=statistic, usage=spent.to_dict(),
-        )  # fmt: skip
         update: dict[str, Any] = {keys.decisions: [*records, summary]}
         if drawn:
             update[keys.candidates] = drawn
-        if spent.calls:
-            update[keys.usage] = spent
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
         return update
 
     consistency.__name__ = name

@@ -14,7 +14,8 @@ Estimators (pick by name or pass your own function ``probe -> score``, sync or a
 - ``"entropy"``: normalised entropy of the answer distribution.
 - ``"combined"``: the mean of ``agreement`` and ``logprob``; continuous where ``agreement`` with
   small ``k`` has only a few values.
-- :class:`SelfRating`: ask the model to rate the question's difficulty (one more call).
+- :class:`SelfRating`: ask the model to rate the question's difficulty (one more call, charged
+  to the run's budget like the probe).
 
 Thresholds are fitted, not guessed: :meth:`DifficultyBins.fit` takes probe scores of a
 calibration set and puts the thresholds at their quantiles (equal-mass bins, as Snell et al.
@@ -33,11 +34,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tts_graph.backends.base import Backend, Completion, GenerationRequest, SamplingParams
-from tts_graph.budget import Budget, Usage
-from tts_graph.errors import ConfigError
+from tts_graph.backends.base import (
+    Backend,
+    Completion,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    metered,
+)
+from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.metering import spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.fanout import affordable
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer, normalize_answer
@@ -59,11 +67,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Probe:
-    """The probe's samples and their extracted answers."""
+    """The probe's samples and their extracted answers; ``messages`` is the prompt they
+    answered (the caller's prompt, so an estimator that asks the model sees the same one)."""
 
     question: str
     completions: tuple[Completion, ...]
     answers: tuple[str | None, ...]
+    messages: tuple[Message, ...] = ()
 
     def answer_counts(self) -> Counter[str]:
         """Votes per normalised answer; each unextractable answer is its own singleton."""
@@ -124,29 +134,28 @@ ESTIMATORS: dict[str, Estimator] = {
 class SelfRating:
     """Ask the model how hard the question is, on a 1–10 scale (one more call per question).
 
-    An unparseable rating counts as 0.5 (no information).
+    The request follows the probe's own prompt, with the rating asked as the next user turn.
+    It is charged to the run's budget: the estimator keeps no state between runs. An
+    unparseable rating counts as 0.5 (no information).
     """
 
+    INSTRUCTION = (
+        "Do not answer the question. Rate how hard it is to answer correctly, from 1 (trivial) "
+        "to 10 (very hard). Reply with 'Difficulty: N'."
+    )
+
     def __init__(self, backend: Backend, *, sampling: SamplingParams | None = None) -> None:
-        self.backend = backend
+        self.backend = metered(backend)
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=32)
-        self.usage = Usage()
 
     async def __call__(self, probe: Probe) -> float:
+        messages = list(probe.messages) or [{"role": "user", "content": probe.question}]
         gen = await self.backend.generate(
             GenerationRequest.chat(
-                [
-                    {
-                        "role": "system",
-                        "content": "Rate how hard the question is to answer correctly, from 1 "
-                        "(trivial) to 10 (very hard). Reply with 'Difficulty: N'.",
-                    },
-                    {"role": "user", "content": probe.question},
-                ],
+                [*messages, {"role": "user", "content": self.INSTRUCTION}],
                 sampling=self.sampling,
             )
         )
-        self.usage += gen.usage
         match = re.findall(r"(\d+(?:\.\d+)?)", gen.completions[0].text)
         if not match:
             return 0.5
@@ -268,37 +277,43 @@ def make_difficulty_node(
         sampling or SamplingParams(temperature=0.7, max_tokens=128, logprobs=True), seed=seed
     )
     build_prompt = prompt or question_prompt(key=keys.question)
+    model = metered(backend)
 
     async def difficulty(state: Mapping[str, Any]) -> dict[str, Any]:
-        budget: Budget = state.get(keys.budget) or Budget()
         messages = build_prompt(state)
-        wanted = await affordable(
-            backend, budget, state.get(keys.usage), messages, wanted=k, max_tokens=params.max_tokens
-        )
-        if wanted == 0:
-            budget.exhausted(f"{name} could probe the question")
-            record = decision(name, "difficulty", score=None, bin=None, reason="budget")
-            return {keys.difficulty: None, keys.decisions: [record]}
-        gen = await backend.generate(GenerationRequest.chat(messages, n=wanted, sampling=params))
-        answers = tuple(extract(c.text) for c in gen.completions)
-        probe = Probe(str(state.get(keys.question, "")), gen.completions, answers)
-        raw = estimate(probe)
-        score = float(await raw) if inspect.isawaitable(raw) else float(raw)
-        if not 0.0 <= score <= 1.0:
-            raise ConfigError(f"estimator {estimator_name} returned {score}; scores are in [0, 1]")
-        usage = gen.usage + getattr(estimate, "usage", Usage())
-        label = bins.bin(score)
-        result = {
-            "score": score,
-            "bin": label,
-            "estimator": estimator_name,
-            "k": len(gen.completions),
-            "answers": list(answers),
-        }
-        record = decision(name, "difficulty", **result, thresholds=list(bins.thresholds))
+        with spending(run_ledger(state, keys, name)) as spent:
+            try:
+                gen = await model.generate(GenerationRequest.chat(messages, n=k, sampling=params))
+            except BudgetExhausted as exc:
+                why = spent.stopped(exc)
+                record = decision(name, "difficulty", score=None, bin=None, reason=why)
+                return {keys.difficulty: None, keys.decisions: [record]}
+            answers = tuple(extract(c.text) for c in gen.completions)
+            probe = Probe(
+                str(state.get(keys.question, "")), gen.completions, answers, tuple(messages)
+            )
+            result: dict[str, Any] = {
+                "score": None, "bin": None, "estimator": estimator_name,
+                "k": len(gen.completions), "answers": list(answers),
+            }  # fmt: skip
+            reason: str | None = None
+            try:
+                raw = estimate(probe)
+                score = float(await raw) if inspect.isawaitable(raw) else float(raw)
+            except BudgetExhausted as exc:  # an estimator that asks the model was refused
+                reason = spent.stopped(exc)
+            else:
+                if not 0.0 <= score <= 1.0:
+                    raise ConfigError(
+                        f"estimator {estimator_name} returned {score}; scores are in [0, 1]"
+                    )
+                result = {**result, "score": score, "bin": bins.bin(score)}
+            record = decision(
+                name, "difficulty", **result, thresholds=list(bins.thresholds), reason=reason
+            )
         update: dict[str, Any] = {
             keys.difficulty: result,
-            keys.usage: usage,
+            keys.usage: spent.usage,
             keys.decisions: [record],
         }
         if keep_candidates:

@@ -5,8 +5,9 @@
 - :func:`add_send_fanout`: one LangGraph ``Send`` branch per candidate, for heterogeneous
   branches (temperatures, system prompts) and per-candidate verification.
 
-Both ask the budget first and request only as many samples as they can afford (assuming each may
-use all of ``max_tokens``); what they skipped is recorded.
+Both spend through the run's ledger: a request that does not fit is cut (a lower ``max_tokens``,
+fewer samples) or refused, and the decision records what the budget changed. When a cut request
+costs less than reserved, :func:`make_fanout_node` asks again for the samples still missing.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import Command, Send
 
-from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams
-from tts_graph.budget import Budget, Usage, estimate_flops
-from tts_graph.errors import ConfigError
+from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams, metered
+from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.metering import spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_prompt
@@ -31,42 +33,16 @@ from tts_graph.verifiers.base import Problem, Verifier
 
 __all__ = [
     "Branch",
+    "BranchTask",
     "add_send_fanout",
-    "affordable",
     "estimate_prompt_tokens",
     "make_fanout_node",
 ]
 
-# Chat templates add a few tokens per message around the content we can tokenize.
-_TEMPLATE_TOKENS_PER_MESSAGE = 8
-
 
 async def estimate_prompt_tokens(backend: Backend, messages: list[Message]) -> int:
-    """Prompt size for budget checks, from the server's tokenizer (plus template overhead)."""
-    text = "\n".join(m["content"] for m in messages)
-    return len(await backend.tokenize(text)) + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages)
-
-
-async def affordable(
-    backend: Backend,
-    budget: Budget,
-    usage: Usage | None,
-    messages: list[Message],
-    *,
-    wanted: int,
-    max_tokens: int,
-) -> int:
-    """How many of ``wanted`` samples of one ``n``-request on ``messages`` the budget affords
-    (the prompt is tokenized only when the budget has limits)."""
-    if budget.unlimited:
-        return wanted
-    return budget.affordable_samples(
-        usage,
-        wanted=wanted,
-        prompt_tokens=await estimate_prompt_tokens(backend, messages),
-        max_tokens=max_tokens,
-        model_params=backend.model_params,
-    )
+    """The prompt size of a chat request on ``messages``, as the backend counts it."""
+    return await metered(backend).count_prompt_tokens(GenerationRequest.chat(messages))
 
 
 def make_fanout_node(
@@ -83,6 +59,9 @@ def make_fanout_node(
     """Make a node that adds ``n`` sampled candidates to ``state[keys.candidates]``.
 
     The request carries ``seed``; new candidates are indexed after the ones already in state.
+    When the budget cut the request and money is left once it is settled (samples are usually
+    shorter than ``max_tokens``), the node asks again for the missing samples, with seed
+    ``seed + 1``, ``seed + 2``, ...
 
     >>> graph.add_node("fanout", make_fanout_node(backend, n=8))  # doctest: +SKIP
     """
@@ -90,36 +69,46 @@ def make_fanout_node(
         raise ConfigError(f"n must be >= 1, got {n}")
     params = dataclasses.replace(sampling or SamplingParams(logprobs=True), seed=seed)
     build_prompt = prompt or question_prompt(key=keys.question)
+    model = metered(backend)
 
     async def fanout(state: Mapping[str, Any]) -> dict[str, Any]:
-        budget: Budget = state.get(keys.budget) or Budget()
+        ledger = run_ledger(state, keys, name)
         messages = build_prompt(state)
-        wanted = await affordable(
-            backend, budget, state.get(keys.usage), messages, wanted=n, max_tokens=params.max_tokens
-        )
-        if wanted == 0:
-            budget.exhausted(f"{name} could sample any candidate")
-            record = decision(name, "fanout", requested=n, sampled=0, skipped=n, reason="budget")
-            return {keys.decisions: [record]}
-        gen = await backend.generate(GenerationRequest.chat(messages, n=wanted, sampling=params))
         offset = next_index(state.get(keys.candidates))
-        new = [
-            Candidate.from_completion(
-                c, index=offset + c.index, answer=extract(c.text), source=name, seed=params.seed
-            )
-            for c in gen.completions
-        ]
-        record = decision(
-            name,
-            "fanout",
-            requested=n,
-            sampled=len(new),
-            skipped=n - len(new),
-            reason="budget" if len(new) < n else None,
-            seed=params.seed,
-            usage=gen.usage.to_dict(),
-        )
-        return {keys.candidates: new, keys.usage: gen.usage, keys.decisions: [record]}
+        new: list[Candidate] = []
+        reason: str | None = None
+        requests = 0
+        with spending(ledger) as spent:
+            # Each request yields at least one sample, so this makes at most n requests.
+            while len(new) < n:
+                wave = dataclasses.replace(params, seed=seed + requests)
+                request = GenerationRequest.chat(messages, n=n - len(new), sampling=wave)
+                try:
+                    gen = await model.generate(request)
+                except BudgetExhausted as exc:
+                    reason = spent.stopped(exc)
+                    break
+                requests += 1
+                new += [
+                    Candidate.from_completion(
+                        c, index=offset + len(new) + i, answer=extract(c.text), source=name,
+                        seed=wave.seed,
+                    )
+                    for i, c in enumerate(gen.completions)
+                ]  # fmt: skip
+                if gen.budget is None:
+                    break
+            record = decision(
+                name, "fanout", requested=n, sampled=len(new), skipped=n - len(new),
+                reason=reason or ("budget" if len(new) < n else None), seed=seed,
+                requests=requests, usage=spent.usage.to_dict(),
+            )  # fmt: skip
+        update: dict[str, Any] = {keys.decisions: [record]}
+        if new:
+            update[keys.candidates] = new
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
+        return update
 
     fanout.__name__ = name
     return fanout
@@ -133,6 +122,17 @@ class Branch:
     top_p: float | None = None
     max_tokens: int | None = None
     system: str | None = None
+
+
+@dataclass(frozen=True)
+class BranchTask:
+    """The payload of one ``Send`` branch: the graph state it works on and which candidate it
+    makes (its index, seed and branch settings). Plumbing, not a state key."""
+
+    state: Mapping[str, Any]
+    index: int
+    seed: int
+    branch: int
 
 
 def add_send_fanout(
@@ -155,10 +155,11 @@ def add_send_fanout(
 
     Use it when candidates differ (temperatures, system prompts: ``branches`` are cycled over the
     ``n`` candidates) or when each should be verified on its own as soon as it exists. The plan
-    node ``name`` checks the budget first and plans only the branches it can afford (recording
-    the rest as skipped); each planned branch runs as its own LangGraph ``Send``, makes one
-    request with seed ``seed + i`` and adds candidate ``i``; the candidates reducer keeps them
-    sorted by index whatever order they finish in.
+    node ``name`` asks the run's ledger how many branches it could afford and sends only those
+    (recording the rest as skipped); each branch makes one request with seed ``seed + i``, charged
+    to the same ledger, and adds candidate ``i``. When no branch is affordable the plan goes
+    straight to ``target``, so the graph still finishes with the best answer so far and the
+    decision says why.
 
     >>> add_send_fanout(builder, backend, n=4, branches=[Branch(temperature=0.3), Branch(temperature=1.0)],
     ...                 source=START, target="select")  # doctest: +SKIP
@@ -169,6 +170,7 @@ def add_send_fanout(
     base = sampling or SamplingParams(logprobs=True)
     build_prompt = prompt or question_prompt(key=keys.question)
     branch_node = f"{name}_branch"
+    model = metered(backend)
 
     def branch_params(i: int) -> tuple[SamplingParams, str | None]:
         b = branches[i % len(branches)]
@@ -181,69 +183,82 @@ def add_send_fanout(
         )
         return params, b.system
 
-    async def plan(state: Mapping[str, Any]) -> dict[str, Any]:
-        budget: Budget = state.get(keys.budget) or Budget()
-        messages = build_prompt(state)
-        offset = next_index(state.get(keys.candidates))
-        planned: list[dict[str, Any]] = []
-        spent = state.get(keys.usage) or None
-        prompt_tokens = 0 if budget.unlimited else await estimate_prompt_tokens(backend, messages)
-        reserved = spent or Usage()
-        for i in range(n):
-            params, _ = branch_params(i)
-            cost = Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=params.max_tokens,
-                calls=1,
-                flops=estimate_flops(backend.model_params, prompt_tokens + params.max_tokens),
-            )
-            if not budget.unlimited and not budget.can_afford(
-                reserved, calls=1, prompt_tokens=cost.prompt_tokens,
-                completion_tokens=cost.completion_tokens, flops=cost.flops,
-            ):  # fmt: skip
-                break
-            reserved = reserved + cost
-            planned.append({"index": offset + i, "seed": params.seed, "branch": i})
-        if not planned:
-            budget.exhausted(f"{name} could plan any branch")
-        record = decision(
-            name, "fanout", mode="send", requested=n, sampled=len(planned),
-            skipped=n - len(planned), reason="budget" if len(planned) < n else None,
-            seeds=[p["seed"] for p in planned],
+    async def affordable(state: Mapping[str, Any]) -> tuple[int, str | None]:
+        """How many branches the ledger could grant if all were reserved now, and the limit
+        that says so (branches run in parallel, so each holds its worst case at once)."""
+        ledger = run_ledger(state, keys, name)
+        prompt_tokens = 0
+        if ledger.counts_tokens:
+            request = GenerationRequest.chat(build_prompt(state), sampling=base)
+            prompt_tokens = await model.count_prompt_tokens(request)
+        k, limit = ledger.affordable_requests(
+            n, prompt_tokens=prompt_tokens, max_tokens=base.max_tokens,
+            model_params=model.model_params,
         )  # fmt: skip
-        return {keys.branches: planned, keys.decisions: [record]}
+        if k < n and ledger.strict:
+            raise BudgetExhausted(
+                f"{name}: the budget affords {k} of {n} branches ({ledger.budget.describe()})",
+                limit=limit or "budget",
+            )
+        return k, limit
 
-    def send(state: Mapping[str, Any]) -> list[Send]:
-        context = {k: v for k, v in state.items() if k not in (keys.candidates, keys.decisions)}
-        return [
-            Send(branch_node, {**context, "_branch": p}) for p in state.get(keys.branches) or []
-        ]
+    async def plan(state: Mapping[str, Any]) -> Command[str]:
+        k, limit = await affordable(state)
+        offset = next_index(state.get(keys.candidates))
+        context = {
+            key: v for key, v in state.items() if key not in (keys.candidates, keys.decisions)
+        }
+        tasks = [
+            BranchTask(state=context, index=offset + i, seed=branch_params(i)[0].seed or 0, branch=i)
+            for i in range(k)
+        ]  # fmt: skip
+        reason = None if k == n else ("wall time" if limit == "wall time" else "budget")
+        record = decision(
+            name, "fanout", mode="send", requested=n, sampled=k, skipped=n - k, reason=reason,
+            limit=limit, seeds=[t.seed for t in tasks],
+        )  # fmt: skip
+        goto: Any = [Send(branch_node, t) for t in tasks] if tasks else target
+        return Command(update={keys.decisions: [record]}, goto=goto)
 
-    async def one_branch(payload: Mapping[str, Any]) -> dict[str, Any]:
-        spec = payload["_branch"]
-        params, system = branch_params(spec["branch"])
-        messages = build_prompt(payload)
+    async def one_branch(task: BranchTask) -> dict[str, Any]:
+        state = task.state
+        params, system = branch_params(task.branch)
+        messages = build_prompt(state)
         if system is not None:
             messages = [{"role": "system", "content": system}] + [
                 m for m in messages if m["role"] != "system"
             ]
-        gen = await backend.generate(GenerationRequest.chat(messages, sampling=params))
-        c = gen.completions[0]
-        candidate = Candidate.from_completion(
-            c, index=spec["index"], answer=extract(c.text), source=name, seed=params.seed,
-            metadata={"branch": spec["branch"] % len(branches), "temperature": params.temperature},
-        )  # fmt: skip
-        usage = gen.usage
-        if verifier is not None:
-            problem = Problem(str(payload.get(keys.question, "")), payload.get(keys.reference))
-            (verdict,) = await run_verifier(verifier, problem, [candidate.text])
-            candidate = dataclasses.replace(candidate, verdict=verdict, score=verdict.score)
-            if verdict.usage is not None:
-                usage = usage + verdict.usage
-        return {keys.candidates: [candidate], keys.usage: usage}
+        ledger = run_ledger(state, keys, name)
+        candidate: Candidate | None = None
+        update: dict[str, Any] = {}
+        with spending(ledger) as spent:
+            try:
+                gen = await model.generate(GenerationRequest.chat(messages, sampling=params))
+                c = gen.completions[0]
+                candidate = Candidate.from_completion(
+                    c, index=task.index, answer=extract(c.text), source=name, seed=params.seed,
+                    metadata={"branch": task.branch % len(branches),
+                              "temperature": params.temperature},
+                )  # fmt: skip
+                if verifier is not None:
+                    problem = Problem(str(state.get(keys.question, "")), state.get(keys.reference))
+                    (verdict,) = await run_verifier(verifier, problem, [candidate.text])
+                    candidate = dataclasses.replace(candidate, verdict=verdict, score=verdict.score)
+            except BudgetExhausted as exc:
+                reason = spent.stopped(exc)
+                update[keys.decisions] = [
+                    decision(
+                        name, "fanout_branch", index=task.index, sampled=int(candidate is not None),
+                        verified=False, reason=reason,
+                    )
+                ]  # fmt: skip
+        if candidate is not None:
+            update[keys.candidates] = [candidate]
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
+        return update
 
-    builder.add_node(name, as_node(plan))
+    builder.add_node(name, as_node(plan), destinations=(branch_node, target))
     builder.add_node(branch_node, as_node(one_branch))
     builder.add_edge(source, name)
-    builder.add_conditional_edges(name, send, [branch_node])
     builder.add_edge(branch_node, target)

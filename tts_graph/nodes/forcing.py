@@ -28,9 +28,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams
-from tts_graph.budget import Budget, Usage, estimate_flops
-from tts_graph.errors import ConfigError
+from tts_graph.backends.base import (
+    Backend,
+    BaseBackend,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    metered,
+)
+from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.ledger import Grant, Ledger
+from tts_graph.metering import Spending, spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
 from tts_graph.verifiers.answer import extract_answer
@@ -87,7 +96,7 @@ class ForcingTrace:
 class _Forcer:
     def __init__(
         self,
-        backend: Backend,
+        backend: BaseBackend,
         *,
         min_thinking: int,
         max_thinking: int,
@@ -120,116 +129,102 @@ class _Forcer:
         return GenerationRequest.chat(messages, continue_final_message=True, sampling=sampling)
 
     async def run(
-        self, prompt: Sequence[Message] | str, seed: int, stride: int, budget: Budget, spent: Usage
-    ) -> tuple[str, ForcingTrace, Usage]:
+        self,
+        prompt: Sequence[Message] | str,
+        seed: int,
+        stride: int,
+        ledger: Ledger,
+        spent: Spending,
+    ) -> tuple[str, ForcingTrace, str | None]:
+        """One candidate: think (with "Wait"s), then answer. Returns its text, its trace and
+        why the budget stopped it (None when it did not)."""
         opening = self.markers.start + "\n"
         thinking = ""
-        usage = Usage()
         trace = ForcingTrace()
-        # Each continuation re-reads the prompt and everything written so far: estimate the
-        # next prompt from the last request (the first one is not known before it is sent).
-        next_prompt = 0
-        params = self.backend.model_params
-        while True:
-            left = self.max_thinking - trace.thinking_tokens
-            affordable = _affordable_tokens(
-                budget, spent + usage, left, prompt_tokens=next_prompt, model_params=params,
-                reserve_calls=1, reserve_tokens=self.answer_max_tokens,
-            )  # fmt: skip
-            if affordable <= 0:  # the s1 guard: nothing left, go straight to the answer
-                trace = dataclasses.replace(trace, capped=True)
-                break
-            gen = await self.backend.generate(
-                self._request(
-                    prompt,
-                    opening + thinking,
-                    max_tokens=affordable,
-                    seed=seed + stride * trace.requests,
-                    stop=() if self.stop_ids else (self.markers.end,),
-                    stop_token_ids=self.stop_ids,
-                    min_tokens=1 if self.stop_ids and trace.waits else 0,
+        stopped: str | None = None
+        # Hold a call and the answer's tokens while thinking, so thinking cannot spend what the
+        # forced answer needs (other runs of the node think at the same time).
+        hold = self._hold_answer(ledger, spent)
+        try:
+            while True:
+                left = self.max_thinking - trace.thinking_tokens
+                if left <= 0:
+                    trace = dataclasses.replace(trace, capped=True)
+                    break
+                try:
+                    gen = await self.backend.generate(
+                        self._request(
+                            prompt,
+                            opening + thinking,
+                            max_tokens=left,
+                            seed=seed + stride * trace.requests,
+                            stop=() if self.stop_ids else (self.markers.end,),
+                            stop_token_ids=self.stop_ids,
+                            min_tokens=1 if self.stop_ids and trace.waits else 0,
+                        )
+                    )
+                except BudgetExhausted as exc:  # the s1 guard: nothing left, go to the answer
+                    stopped = spent.stopped(exc)
+                    trace = dataclasses.replace(trace, capped=True)
+                    break
+                c = gen.completions[0]
+                thinking += c.text
+                trace = dataclasses.replace(
+                    trace,
+                    thinking_tokens=trace.thinking_tokens + c.completion_tokens,
+                    requests=trace.requests + 1,
                 )
-            )
-            c = gen.completions[0]
-            usage += gen.usage
-            next_prompt = gen.usage.prompt_tokens + c.completion_tokens + 8
-            thinking += c.text
-            trace = dataclasses.replace(
-                trace,
-                thinking_tokens=trace.thinking_tokens + c.completion_tokens,
-                requests=trace.requests + 1,
-            )
-            if c.finish_reason == "length":
-                trace = dataclasses.replace(trace, capped=True)
-                break
-            if c.stop_reason is not None:
-                trace = dataclasses.replace(trace, closed_by_model=True)
-            else:  # end of turn (EOS) without the end marker
-                trace = dataclasses.replace(trace, ended_turn_without_marker=True)
-            if trace.thinking_tokens >= self.min_thinking or trace.waits >= self.max_waits:
-                break
-            thinking = thinking.rstrip() + f"\n{self.wait}"
-            trace = dataclasses.replace(trace, waits=trace.waits + 1)
+                if c.finish_reason == "length":
+                    trace = dataclasses.replace(trace, capped=True)
+                    break
+                if c.stop_reason is not None:
+                    trace = dataclasses.replace(trace, closed_by_model=True)
+                else:  # end of turn (EOS) without the end marker
+                    trace = dataclasses.replace(trace, ended_turn_without_marker=True)
+                if trace.thinking_tokens >= self.min_thinking or trace.waits >= self.max_waits:
+                    break
+                thinking = thinking.rstrip() + f"\n{self.wait}"
+                trace = dataclasses.replace(trace, waits=trace.waits + 1)
+        finally:
+            if hold is not None:
+                ledger.release(hold)
         closing = f"{thinking.rstrip()}\n{self.markers.end}{self.answer_prompt}"
-        answer_tokens = _affordable_tokens(
-            budget, spent + usage, self.answer_max_tokens, prompt_tokens=next_prompt,
-            model_params=params,
-        )  # fmt: skip
+        if stopped == "wall time":
+            return opening + closing, trace, stopped
         answer = ""
-        if answer_tokens > 0:
+        try:
             gen = await self.backend.generate(
                 self._request(
                     prompt,
                     opening + closing,
-                    max_tokens=answer_tokens,
+                    max_tokens=self.answer_max_tokens,
                     seed=seed + stride * trace.requests,
                     stop=(),
                     stop_token_ids=(),
                     min_tokens=0,
                 )
             )
-            usage += gen.usage
-            answer = gen.completions[0].text
-            trace = dataclasses.replace(
-                trace,
-                answer_tokens=gen.completions[0].completion_tokens,
-                requests=trace.requests + 1,
+        except BudgetExhausted as exc:
+            return opening + closing, trace, spent.stopped(exc)
+        answer = gen.completions[0].text
+        trace = dataclasses.replace(
+            trace,
+            answer_tokens=gen.completions[0].completion_tokens,
+            requests=trace.requests + 1,
+        )
+        return opening + closing + answer, trace, stopped
+
+    def _hold_answer(self, ledger: Ledger, spent: Spending) -> Grant | None:
+        try:
+            return ledger.reserve(
+                prompt_tokens=0,
+                max_tokens=self.answer_max_tokens,
+                model_params=self.backend.model_params,
+                what="the forced answer",
             )
-        return opening + closing + answer, trace, usage
-
-
-def _affordable_tokens(
-    budget: Budget,
-    spent: Usage,
-    wanted: int,
-    *,
-    prompt_tokens: int,
-    model_params: int | None,
-    reserve_calls: int = 0,
-    reserve_tokens: int = 0,
-) -> int:
-    """Largest completion size up to ``wanted`` that one more call can afford while keeping
-    ``reserve_calls`` calls and ``reserve_tokens`` tokens back (for the answer); 0 if none."""
-    if wanted <= 0:
-        return 0
-    need = prompt_tokens + 1 + reserve_tokens
-    if not budget.can_afford(
-        spent,
-        calls=1 + reserve_calls,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=1 + reserve_tokens,
-        flops=estimate_flops(model_params, need),
-    ):
-        return 0
-    remaining = budget.remaining(spent)
-    limits = [wanted]
-    if remaining.completion_tokens is not None:
-        limits.append(remaining.completion_tokens - reserve_tokens)
-    if remaining.total_tokens is not None:
-        limits.append(remaining.total_tokens - prompt_tokens - reserve_tokens)
-    if remaining.flops is not None and model_params:
-        limits.append(int(remaining.flops / (2 * model_params)) - prompt_tokens - reserve_tokens)
-    return max(0, min(limits))
+        except BudgetExhausted as exc:
+            spent.stopped(exc)
+            return None
 
 
 def make_budget_forcing_node(
@@ -272,19 +267,18 @@ def make_budget_forcing_node(
         raise ConfigError("invalid budget forcing options: " + "; ".join(problems))
     base = sampling or SamplingParams(temperature=0.7)
     build_prompt = prompt or thinking_prompt(markers, key=keys.question)
+    model = metered(backend)
     end_ids: list[tuple[int, ...]] = []  # resolved once, on first use
 
     async def stop_ids() -> tuple[int, ...]:
         if not end_ids:
-            ids = await backend.tokenize(markers.end)
+            ids = await model.tokenize(markers.end)
             end_ids.append(tuple(ids) if len(ids) == 1 else ())
         return end_ids[0]
 
     async def force(state: Mapping[str, Any]) -> dict[str, Any]:
-        budget: Budget = state.get(keys.budget) or Budget()
-        spent: Usage = state.get(keys.usage) or Usage()
         forcer = _Forcer(
-            backend,
+            model,
             min_thinking=min_thinking_tokens,
             max_thinking=max_thinking_tokens,
             max_waits=max_waits,
@@ -296,47 +290,60 @@ def make_budget_forcing_node(
             stop_ids=await stop_ids(),
         )
         built = build_prompt(state)
-        # Parallel runs share the budget check made at their start (each stays within the cap).
-        runs = await asyncio.gather(
-            *(forcer.run(built, seed + i, n, budget, spent) for i in range(n))
-        )
-        offset = next_index(state.get(keys.candidates))
-        candidates, traces = [], []
-        total = Usage()
-        for i, (text, trace, usage) in enumerate(runs):
-            total += usage
-            traces.append(dataclasses.asdict(trace))
-            answer_part = text.rsplit(markers.end, 1)[-1]
-            candidates.append(
-                Candidate(
-                    index=offset + i,
-                    text=text,
-                    answer=extract(answer_part),
-                    source=name,
-                    seed=seed + i,
-                    completion_tokens=trace.thinking_tokens + trace.answer_tokens,
-                    finish_reason="forced",
-                    metadata={"forcing": dataclasses.asdict(trace)},
-                )
+        ledger = run_ledger(state, keys, name)
+        with spending(ledger) as spent:
+            # The runs think concurrently; the shared ledger keeps them within the budget.
+            runs = await asyncio.gather(
+                *(forcer.run(built, seed + i, n, ledger, spent) for i in range(n))
             )
-        ignored = [t for t in traces if t["ended_turn_without_marker"] and not t["closed_by_model"]]
-        if ignored:
-            logger.warning(
-                "%d of %d runs ended their turn without writing %r: the model ignores the "
-                "thinking markers, so the end of its turn was taken as the end of thinking",
-                len(ignored), n, markers.end,
-            )  # fmt: skip
-        record = decision(
-            name,
-            "budget_forcing",
-            min_thinking_tokens=min_thinking_tokens,
-            max_thinking_tokens=max_thinking_tokens,
-            end_marker_token_ids=list(forcer.stop_ids),
-            markers_ignored=len(ignored) == n,
-            runs=traces,
-            usage=total.to_dict(),
-        )
-        return {keys.candidates: candidates, keys.usage: total, keys.decisions: [record]}
+            offset = next_index(state.get(keys.candidates))
+            candidates: list[Candidate] = []
+            traces: list[dict[str, Any]] = []
+            for i, (text, trace, _) in enumerate(runs):
+                traces.append(dataclasses.asdict(trace))
+                if trace.requests == 0:
+                    continue  # the budget refused every request of this run: no candidate
+                answer_part = text.rsplit(markers.end, 1)[-1]
+                candidates.append(
+                    Candidate(
+                        index=offset + len(candidates),
+                        text=text,
+                        answer=extract(answer_part),
+                        source=name,
+                        seed=seed + i,
+                        completion_tokens=trace.thinking_tokens + trace.answer_tokens,
+                        finish_reason="forced",
+                        metadata={"forcing": dataclasses.asdict(trace)},
+                    )
+                )
+            ignored = [
+                t for t in traces if t["ended_turn_without_marker"] and not t["closed_by_model"]
+            ]
+            if ignored:
+                logger.warning(
+                    "%d of %d runs ended their turn without writing %r: the model ignores the "
+                    "thinking markers, so the end of its turn was taken as the end of thinking",
+                    len(ignored), n, markers.end,
+                )  # fmt: skip
+            stops = [why for _, _, why in runs if why is not None]
+            record = decision(
+                name,
+                "budget_forcing",
+                min_thinking_tokens=min_thinking_tokens,
+                max_thinking_tokens=max_thinking_tokens,
+                end_marker_token_ids=list(forcer.stop_ids),
+                markers_ignored=bool(ignored) and len(ignored) == len(candidates),
+                runs=traces,
+                sampled=len(candidates),
+                reason=stops[0] if stops else None,
+                usage=spent.usage.to_dict(),
+            )
+        update: dict[str, Any] = {keys.decisions: [record]}
+        if candidates:
+            update[keys.candidates] = candidates
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
+        return update
 
     force.__name__ = name
     return force

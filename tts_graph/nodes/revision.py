@@ -3,8 +3,12 @@
 Up to ``rounds`` times: the current draft is checked — by a verifier when one is given (its
 reason becomes the feedback), else by the model's own critique — and revised. It stops early
 when the verifier passes the draft, when the critique says the draft is correct, or when the
-budget cannot afford the next call. Every draft is kept as a candidate; the last one is the
-answer.
+budget refuses the next call. Every draft is kept as a candidate; the last one is the answer.
+
+Critique and revision are follow-up turns of the caller's own conversation: the prompt the node
+was given (its system prompt, few-shot turns, the question), then the draft as the assistant's
+reply, then the instruction as the user's next turn. So a custom prompt shapes every call, not
+only the first draft.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams
-from tts_graph.budget import Budget, Usage
-from tts_graph.errors import ConfigError
+from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams, metered
+from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.metering import spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.nodes.select import candidate_score
 from tts_graph.nodes.verify import run_verifier
@@ -28,12 +33,12 @@ from tts_graph.verifiers.base import Problem, Verifier
 __all__ = ["CRITIQUE_PROMPT", "REVISE_PROMPT", "make_self_refine_node"]
 
 CRITIQUE_PROMPT = (
-    "Check the answer to the question step by step. If it is correct, reply with the single "
-    "word CORRECT. Otherwise, say precisely what is wrong."
+    "Check your answer above step by step. If it is correct, reply with the single word "
+    "CORRECT. Otherwise, say precisely what is wrong."
 )
 REVISE_PROMPT = (
-    "Rewrite the answer to the question, fixing the problems in the feedback. End with a last "
-    "line 'Answer: <final answer>'."
+    "Rewrite your answer, fixing the problems in this feedback. End with a last line "
+    "'Answer: <final answer>'.\n\nFeedback:\n{feedback}"
 )
 _SAYS_CORRECT = re.compile(r"^\W*correct\W*$|\bthe (?:draft|answer) is correct\b", re.IGNORECASE)
 
@@ -56,6 +61,7 @@ def make_self_refine_node(
 ) -> NodeFn:
     """Make a node that refines the best candidate in state (or a fresh draft when there is
     none) for up to ``rounds`` rounds. With ``finalize`` it writes the last draft as the answer.
+    ``revise_prompt`` may use ``{feedback}``; without it the feedback follows the prompt.
 
     >>> node = make_self_refine_node(backend, rounds=2, verifier=MathVerifier())  # doctest: +SKIP
     """
@@ -63,28 +69,33 @@ def make_self_refine_node(
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
     params = sampling or SamplingParams(temperature=0.7, max_tokens=256)
     build_prompt = prompt or question_prompt(key=keys.question)
+    model = metered(backend)
+    if "{feedback}" not in revise_prompt:
+        revise_prompt += "\n\nFeedback:\n{feedback}"
 
     async def refine(state: Mapping[str, Any]) -> dict[str, Any]:
-        budget: Budget = state.get(keys.budget) or Budget()
-        spent: Usage = state.get(keys.usage) or Usage()
-        usage = Usage()
-        question = str(state.get(keys.question, ""))
-        problem = Problem(question, state.get(keys.reference))
+        problem = Problem(str(state.get(keys.question, "")), state.get(keys.reference))
+        conversation = build_prompt(state)
         existing: list[Candidate] = list(state.get(keys.candidates) or [])
         drafts: list[Candidate] = []
+        rechecked: dict[str, Candidate] = {}
         history: list[dict[str, Any]] = []
         calls = 0
 
-        async def ask(messages: list[Message]) -> tuple[str, int] | None:
-            nonlocal usage, calls
-            if not budget.can_afford(spent + usage, calls=1, completion_tokens=params.max_tokens):
-                return None
+        async def ask(messages: list[Message]) -> tuple[str, int]:
+            nonlocal calls
             request_params = dataclasses.replace(params, seed=seed + calls)
-            gen = await backend.generate(GenerationRequest.chat(messages, sampling=request_params))
-            usage += gen.usage
             calls += 1
+            gen = await model.generate(GenerationRequest.chat(messages, sampling=request_params))
             c = gen.completions[0]
             return c.text, c.completion_tokens
+
+        def follow_up(draft: Candidate, instruction: str) -> list[Message]:
+            return [
+                *conversation,
+                {"role": "assistant", "content": draft.text},
+                {"role": "user", "content": instruction},
+            ]
 
         def new_draft(text: str, tokens: int, round_no: int) -> Candidate:
             cand = Candidate(
@@ -94,72 +105,62 @@ def make_self_refine_node(
             drafts.append(cand)
             return cand
 
+        async def check(current: Candidate) -> Candidate:
+            (verdict,) = await run_verifier(verifier, problem, [current.text])  # type: ignore[arg-type]
+            checked = dataclasses.replace(current, verdict=verdict, score=verdict.score)
+            if drafts and drafts[-1].id == checked.id:
+                drafts[-1] = checked
+            else:  # a candidate from state: its verdict goes back to state too
+                rechecked[checked.id] = checked
+            return checked
+
         current = max(existing, key=lambda c: (candidate_score(c), -c.index), default=None)
         if current is not None and current.answer is None:
             current = dataclasses.replace(current, answer=extract(current.text))
         stop = "rounds done"
-        if current is None:
-            got = await ask(build_prompt(state))
-            if got is None:
-                budget.exhausted(f"{name} could write a first draft")
-                record = decision(name, "self_refine", rounds=[], stop="budget")
-                return {keys.decisions: [record]}
-            current = new_draft(*got, round_no=0)
-        for round_no in range(1, rounds + 1):
-            if verifier is not None:
-                (verdict,) = await run_verifier(verifier, problem, [current.text])
-                if verdict.usage is not None:
-                    usage += verdict.usage
-                current = dataclasses.replace(current, verdict=verdict, score=verdict.score)
-                if current.source == name:
-                    drafts[-1] = current
-                feedback = verdict.reason
-                history.append({"round": round_no, "check": "verifier", "passed": verdict.passed,
-                                "feedback": feedback})  # fmt: skip
-                if verdict.passed:
-                    stop = "verifier passed"
-                    break
-            else:
-                got = await ask([
-                    {"role": "system", "content": critique_prompt},
-                    {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{current.text}"},
-                ])  # fmt: skip
-                if got is None:
-                    stop = "budget"
-                    break
-                feedback = got[0]
-                correct = says_correct(feedback)
-                history.append({"round": round_no, "check": "critique", "says_correct": correct,
-                                "feedback": feedback})  # fmt: skip
-                if correct:
-                    stop = "critique says correct"
-                    break
-            got = await ask([
-                {"role": "system", "content": revise_prompt},
-                {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{current.text}"
-                                            f"\n\nFeedback:\n{feedback}"},
-            ])  # fmt: skip
-            if got is None:
-                stop = "budget"
-                break
-            current = new_draft(*got, round_no=round_no)
-        if verifier is not None and stop == "rounds done":
-            # The last revision has not been checked yet: record its verdict too.
-            (verdict,) = await run_verifier(verifier, problem, [current.text])
-            if verdict.usage is not None:
-                usage += verdict.usage
-            current = dataclasses.replace(current, verdict=verdict, score=verdict.score)
-            drafts[-1] = current
-        if stop == "budget":
-            budget.exhausted(f"{name} finished its rounds")
-        record = decision(
-            name, "self_refine", rounds=history, stop=stop, drafts=[d.index for d in drafts],
-            final_index=current.index, answer=current.answer, usage=usage.to_dict(),
-        )  # fmt: skip
-        update: dict[str, Any] = {keys.candidates: drafts, keys.decisions: [record]}
-        if usage.calls:
-            update[keys.usage] = usage
-        if finalize:
+        with spending(run_ledger(state, keys, name)) as spent:
+            try:
+                if current is None:
+                    current = new_draft(*await ask(conversation), round_no=0)
+                for round_no in range(1, rounds + 1):
+                    if verifier is not None:
+                        current = await check(current)
+                        verdict = current.verdict
+                        assert verdict is not None
+                        feedback = verdict.reason
+                        history.append({"round": round_no, "check": "verifier",
+                                        "passed": verdict.passed, "feedback": feedback})  # fmt: skip
+                        if verdict.passed:
+                            stop = "verifier passed"
+                            break
+                    else:
+                        feedback, _ = await ask(follow_up(current, critique_prompt))
+                        correct = says_correct(feedback)
+                        history.append({"round": round_no, "check": "critique",
+                                        "says_correct": correct, "feedback": feedback})  # fmt: skip
+                        if correct:
+                            stop = "critique says correct"
+                            break
+                    instruction = revise_prompt.replace("{feedback}", feedback)
+                    current = new_draft(
+                        *await ask(follow_up(current, instruction)), round_no=round_no
+                    )
+                if verifier is not None and stop == "rounds done":
+                    # The last revision has not been checked yet: record its verdict too.
+                    current = await check(current)
+            except BudgetExhausted as exc:
+                stop = spent.stopped(exc)
+            record = decision(
+                name, "self_refine", rounds=history, stop=stop, drafts=[d.index for d in drafts],
+                final_index=None if current is None else current.index,
+                answer=None if current is None else current.answer, usage=spent.usage.to_dict(),
+            )  # fmt: skip
+        update: dict[str, Any] = {keys.decisions: [record]}
+        if drafts or rechecked:
+            update[keys.candidates] = [*rechecked.values(), *drafts]
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
+        if finalize and current is not None:
             update[keys.answer] = current.answer
             update[keys.response] = current.text
         return update

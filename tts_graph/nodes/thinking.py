@@ -23,11 +23,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams
-from tts_graph.budget import Budget
-from tts_graph.errors import BackendError, ConfigError
+from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
+from tts_graph.errors import BackendError, BudgetExhausted, ConfigError
+from tts_graph.metering import spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.fanout import affordable
 from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
@@ -95,56 +95,58 @@ def make_thinking_node(
     if reasoning_effort is not None:
         extra["reasoning_effort"] = reasoning_effort
     build_prompt = prompt or question_prompt(key=keys.question)
+    model = metered(backend)
+    # The fallback asks for the caller's prompt when there is one; otherwise for a prompt that
+    # tells a model without native markers to use them.
     forcing = make_budget_forcing_node(
         backend, n=n, max_thinking_tokens=thinking_budget or 512, markers=markers,
-        answer_max_tokens=answer_max_tokens, sampling=sampling, seed=seed, extract=extract,
-        keys=keys, name=name,
+        answer_max_tokens=answer_max_tokens, sampling=sampling, seed=seed, prompt=prompt,
+        extract=extract, keys=keys, name=name,
     )  # fmt: skip
     refused: list[str] = []  # the server's reason, remembered after the first refusal
 
     async def think(state: Mapping[str, Any]) -> dict[str, Any]:
         if refused:
             return await _fall_back(state, refused[0])
-        budget: Budget = state.get(keys.budget) or Budget()
         messages = build_prompt(state)
-        wanted = await affordable(
-            backend, budget, state.get(keys.usage), messages, wanted=n, max_tokens=params.max_tokens
-        )
-        if wanted == 0:
-            budget.exhausted(f"{name} could sample a thinking run")
-            return {keys.decisions: [decision(name, "thinking", sampled=0, reason="budget")]}
-        try:
-            gen = await backend.generate(
-                GenerationRequest.chat(messages, n=wanted, sampling=params, extra_body=extra)
-            )
-        except BackendError as exc:
-            if exc.status == 400 and any(w in str(exc) for w in _CONTROL_WORDS):
-                refused.append(str(exc))
-                return await _fall_back(state, str(exc))
-            raise
-        offset = next_index(state.get(keys.candidates))
-        candidates, runs = [], []
-        for c in gen.completions:
-            if c.reasoning is not None:
-                thinking, answer_text, source = c.reasoning, c.text, "server"
-            else:
-                thinking, answer_text = split_thinking(c.text, markers)
-                source = "markers" if thinking else "none"
-            thinking_tokens = len(await backend.tokenize(thinking)) if thinking else 0
-            runs.append({"thinking_tokens": thinking_tokens, "thinking_from": source,
-                         "completion_tokens": c.completion_tokens})  # fmt: skip
-            candidates.append(
-                Candidate.from_completion(
-                    c, index=offset + c.index, answer=extract(answer_text), source=name,
-                    seed=params.seed,
-                    metadata={"thinking": thinking, "thinking_tokens": thinking_tokens},
+        with spending(run_ledger(state, keys, name)) as spent:
+            try:
+                gen = await model.generate(
+                    GenerationRequest.chat(messages, n=n, sampling=params, extra_body=extra)
                 )
+            except BudgetExhausted as exc:
+                reason = spent.stopped(exc)
+                record = decision(name, "thinking", sampled=0, skipped=n, reason=reason)
+                return {keys.decisions: [record]}
+            except BackendError as exc:
+                if exc.status == 400 and any(w in str(exc) for w in _CONTROL_WORDS):
+                    refused.append(str(exc))
+                    return await _fall_back(state, str(exc))
+                raise
+            offset = next_index(state.get(keys.candidates))
+            candidates, runs = [], []
+            for c in gen.completions:
+                if c.reasoning is not None:
+                    thinking, answer_text, source = c.reasoning, c.text, "server"
+                else:
+                    thinking, answer_text = split_thinking(c.text, markers)
+                    source = "markers" if thinking else "none"
+                thinking_tokens = len(await model.tokenize(thinking)) if thinking else 0
+                runs.append({"thinking_tokens": thinking_tokens, "thinking_from": source,
+                             "completion_tokens": c.completion_tokens})  # fmt: skip
+                candidates.append(
+                    Candidate.from_completion(
+                        c, index=offset + c.index, answer=extract(answer_text), source=name,
+                        seed=params.seed,
+                        metadata={"thinking": thinking, "thinking_tokens": thinking_tokens},
+                    )
+                )  # fmt: skip
+            record = decision(
+                name, "thinking", controls=extra, sampled=len(candidates),
+                skipped=n - len(candidates), fallback=None, runs=runs,
+                usage=spent.usage.to_dict(),
             )  # fmt: skip
-        record = decision(
-            name, "thinking", controls=extra, sampled=len(candidates), skipped=n - len(candidates),
-            fallback=None, runs=runs, usage=gen.usage.to_dict(),
-        )  # fmt: skip
-        return {keys.candidates: candidates, keys.usage: gen.usage, keys.decisions: [record]}
+        return {keys.candidates: candidates, keys.usage: spent.usage, keys.decisions: [record]}
 
     async def _fall_back(state: Mapping[str, Any], reason: str) -> dict[str, Any]:
         if fallback == "error":

@@ -6,8 +6,11 @@ Rules follow Chen et al. 2024 (arXiv 2411.19477):
   times, ``⌈k/2⌉`` with the lower-index candidate shown as A and ``⌊k/2⌋`` with it shown as B,
   which cancels a judge's position bias; the majority of votes advances. A tie (including no
   votes at all) is broken at random by ``random.Random(seed)``, so a run is reproducible. An
-  odd survivor gets a bye. Two candidates with the same normalised final answer (else the same
-  stripped text) need no judge: the lower index advances. For ``N`` distinct candidates this is
+  odd survivor gets a bye. Two identical candidates need no judge: the lower index advances.
+  Identical means the same text after normalisation (case, whitespace and a trailing period
+  ignored); with ``extract=`` set (the task names an answer extractor), the same extracted,
+  normalised answer. Extracted answers do not define equivalence by default: two different
+  programs, or two essays, that both "extract" to ``1`` are not the same. For ``N`` distinct candidates this is
   exactly ``⌈log2 N⌉`` rounds and ``(N − 1) · k`` judge calls; the calls of one round run
   concurrently.
 - ``"league"``: every candidate draws ``opponents`` others at random (``random.Random(seed)``);
@@ -19,10 +22,11 @@ Rules follow Chen et al. 2024 (arXiv 2411.19477):
 Every judgement is cached by (text shown as A, text shown as B, repetition), so the same pair
 is never judged twice, even when duplicate texts meet again later. A reply without a parseable
 winner, or a judge call that raises :class:`~tts_graph.errors.BackendError`, is no vote (the
-error is recorded; failed calls report no usage). Before each knockout round, and before the
-league, the node asks the budget for the calls it needs; when they do not fit it stops and the
-best survivor so far wins (most wins, then lower index), with ``reason="budget"``
-(:class:`~tts_graph.errors.BudgetExhausted` in strict mode).
+error is recorded; failed calls report no usage). Judge calls are charged to the run's ledger
+like any request; when it refuses one, the tournament stops after that round: a game that got
+all its votes counts, and the best survivor so far wins (most wins, then lower index), with
+``reason="budget"`` or ``"wall time"`` (:class:`~tts_graph.errors.BudgetExhausted` in strict
+mode). A league cut short ranks candidates by the games that were judged in full.
 
 The decision records the bracket (or the league's games and standings), judge calls, cache
 hits, errors and the judge's consistency: among judgements of the same pair in both orders,
@@ -37,18 +41,26 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tts_graph.budget import Budget, Usage
-from tts_graph.errors import BackendError, ConfigError
+from tts_graph.errors import BackendError, BudgetExhausted, ConfigError
+from tts_graph.metering import Spending, charge_call, spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.answer import extract_answer, normalize_answer
 from tts_graph.verifiers.judge import Preference
 
-__all__ = ["PairwiseJudge", "TournamentMode", "make_tournament_node"]
+__all__ = [
+    "PairwiseJudge",
+    "TournamentMode",
+    "answer_identity",
+    "make_tournament_node",
+    "text_identity",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +84,26 @@ class PairwiseJudge(Protocol):
     async def compare(self, question: str, a: str, b: str) -> Preference: ...
 
 
-def _identity(c: Candidate) -> str:
-    """What makes two candidates "the same answer"."""
-    if c.answer is not None and c.answer.strip():
-        return "answer:" + normalize_answer(c.answer)
-    return "text:" + c.text.strip()
+Identity = Callable[[Candidate], str]
+
+
+def text_identity(c: Candidate) -> str:
+    """Two candidates are the same when their texts are, up to case, whitespace and a final
+    period."""
+    return "text:" + re.sub(r"\s+", " ", c.text).strip().rstrip(".").casefold()
+
+
+def answer_identity(extract: Callable[[str], str | None]) -> Identity:
+    """Two candidates are the same when ``extract`` finds the same normalised answer in both
+    (else, when it finds none, the same text)."""
+
+    def identity(c: Candidate) -> str:
+        answer = extract(c.text)
+        if answer is not None and answer.strip():
+            return "answer:" + normalize_answer(answer)
+        return text_identity(c)
+
+    return identity
 
 
 def _plan(x: Candidate, y: Candidate, k: int) -> list[tuple[_Key, bool]]:
@@ -116,38 +143,47 @@ class _Session:
     judge: PairwiseJudge
     question: str
     k: int
+    identity: Identity
+    spent: Spending
     cache: dict[_Key, str | None] = field(default_factory=dict)
     calls: int = 0
     cache_hits: int = 0
-    usage: Usage = field(default_factory=Usage)
     errors: list[dict[str, Any]] = field(default_factory=list)
-
-    def needed(self, pairs: Sequence[tuple[Candidate, Candidate]]) -> int:
-        """Judge calls a set of pairs would cost (uncached, distinct judgements)."""
-        keys = {key for x, y in pairs for key, _ in _plan(x, y, self.k)}
-        return len(keys - self.cache.keys())
+    stopped: str | None = None  # why the budget stopped the tournament
 
     async def _ask(self, key: _Key) -> None:
         a, b, _ = key
-        self.calls += 1
         try:
-            pref = await self.judge.compare(self.question, a, b)
+            async with charge_call(what="a judge call") as bill:
+                pref = await self.judge.compare(self.question, a, b)
+                bill.settle(pref.usage)
         except BackendError as exc:
+            self.calls += 1
             logger.warning("judge call failed, counted as no vote: %s", exc)
             self.errors.append({"error": str(exc), "retryable": exc.retryable})
             self.cache[key] = None
             return
-        self.usage += pref.usage
+        except BudgetExhausted as exc:
+            self.stopped = self.spent.stopped(exc)
+            return  # not cached: this judgement was never made
+        self.calls += 1
         self.cache[key] = pref.winner if pref.winner in ("A", "B") else None
 
     async def play(self, pairs: Sequence[tuple[Candidate, Candidate]]) -> list[_Game]:
-        games = [_Game(x, y, identical=_identity(x) == _identity(y)) for x, y in pairs]
+        """Judge ``pairs``; a game whose judgements the budget refused is left out."""
+        if self.stopped is not None:
+            return []
+        games = [_Game(x, y, identical=self.identity(x) == self.identity(y)) for x, y in pairs]
         plans = [[] if g.identical else _plan(g.x, g.y, self.k) for g in games]
         wanted = {key for plan in plans for key, _ in plan}
         fresh = [key for key in sorted(wanted) if key not in self.cache]
         await asyncio.gather(*(self._ask(key) for key in fresh))
         self.cache_hits += sum(len(plan) for plan in plans) - len(fresh)
+        played = []
         for game, plan in zip(games, plans, strict=True):
+            if any(key not in self.cache for key, _ in plan):
+                continue
+            played.append(game)
             for key, x_is_a in plan:
                 vote = self.cache[key]
                 if vote is None:
@@ -156,7 +192,7 @@ class _Session:
                     game.votes_x += 1
                 else:
                     game.votes_y += 1
-        return games
+        return played
 
     def consistency(self) -> float | None:
         agree = total = 0
@@ -175,6 +211,7 @@ def make_tournament_node(
     k: int = 4,
     opponents: int = 3,
     seed: int = 0,
+    extract: Callable[[str], str | None] | None = None,
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "tournament",
@@ -183,8 +220,9 @@ def make_tournament_node(
     candidates in state (see the module docs for the rules).
 
     ``k`` judgements per pair; ``opponents`` is the league's games per candidate; ``seed``
-    drives knockout tie-breaks and the league's schedule. Judge usage is added to
-    ``state[keys.usage]``.
+    drives knockout tie-breaks and the league's schedule. ``extract``: the task's answer
+    extractor, when two candidates with the same final answer are the same candidate (math);
+    leave it None for code and open text. Judge usage is added to ``state[keys.usage]``.
 
     >>> node = make_tournament_node(LLMJudge(backend), mode="knockout", k=4)  # doctest: +SKIP
     >>> graph.add_node("tournament", node)  # doctest: +SKIP
@@ -199,41 +237,40 @@ def make_tournament_node(
         raise ConfigError(
             f"judge must have an async compare(question, a, b) method, got {type(judge).__name__}"
         )
+    identity = text_identity if extract is None else answer_identity(extract)
 
     async def tournament(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates = sorted(state.get(keys.candidates) or [], key=lambda c: c.index)
-        budget: Budget = state.get(keys.budget) or Budget()
-        spent_before: Usage = state.get(keys.usage) or Usage()
-        session = _Session(judge, str(state.get(keys.question, "")), k)
         info: dict[str, Any] = {"mode": mode, "k": k, "n_candidates": len(candidates)}
         winner: Candidate | None = None
-        if not candidates:
-            info["reason"] = "no candidates"
-        elif mode == "knockout":
-            winner = await _knockout(session, candidates, budget, spent_before, seed, name, info)
-        else:
-            winner = await _league(
-                session, candidates, budget, spent_before, opponents, seed, name, info
+        with spending(run_ledger(state, keys, name)) as spent:
+            session = _Session(judge, str(state.get(keys.question, "")), k, identity, spent)
+            if not candidates:
+                info["reason"] = "no candidates"
+            elif mode == "knockout":
+                winner = await _knockout(session, candidates, seed, info)
+            else:
+                winner = await _league(session, candidates, opponents, seed, info)
+            answer = None
+            if winner is not None:
+                answer = winner.answer if winner.answer is not None else extract_answer(winner.text)
+                info.update(winner=winner.index, answer=answer)
+            info.update(
+                judge_calls=session.calls,
+                cache_hits=session.cache_hits,
+                judge_errors=session.errors,
+                consistency=session.consistency(),
+                usage=spent.usage.to_dict(),
             )
-        answer = None
-        if winner is not None:
-            answer = winner.answer if winner.answer is not None else extract_answer(winner.text)
-            info.update(winner=winner.index, answer=answer)
-        info.update(
-            judge_calls=session.calls,
-            cache_hits=session.cache_hits,
-            judge_errors=session.errors,
-            consistency=session.consistency(),
-            usage=session.usage.to_dict(),
-        )
-        info.setdefault("reason", None)
+            info.setdefault("reason", session.stopped)
+            record = decision(name, "tournament", **info)
         update: dict[str, Any] = {
             keys.answer: answer,
             keys.response: None if winner is None else winner.text,
-            keys.decisions: [decision(name, "tournament", **info)],
+            keys.decisions: [record],
         }
-        if session.usage.calls:
-            update[keys.usage] = session.usage
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
         if strategy is not None:
             update[keys.strategy] = strategy
         return update
@@ -243,26 +280,15 @@ def make_tournament_node(
 
 
 async def _knockout(
-    session: _Session,
-    candidates: list[Candidate],
-    budget: Budget,
-    spent_before: Usage,
-    seed: int,
-    name: str,
-    info: dict[str, Any],
+    session: _Session, candidates: list[Candidate], seed: int, info: dict[str, Any]
 ) -> Candidate:
     rng = random.Random(seed)
     survivors = candidates
     wins = {c.index: 0 for c in candidates}
     bracket: list[dict[str, Any]] = []
     info.update(rounds_planned=math.ceil(math.log2(len(candidates))), bracket=bracket)
-    while len(survivors) > 1:
+    while len(survivors) > 1 and session.stopped is None:
         pairs = list(zip(survivors[0::2], survivors[1::2], strict=False))
-        needed = session.needed([p for p in pairs if _identity(p[0]) != _identity(p[1])])
-        if needed and not budget.can_afford(spent_before + session.usage, calls=needed):
-            budget.exhausted(f"{name} round {len(bracket) + 1} ({needed} judge calls)")
-            info["reason"] = "budget"
-            break
         matches = []
         advancing = []
         for game in await session.play(pairs):
@@ -277,6 +303,11 @@ async def _knockout(
             wins[won.index] += 1
             advancing.append(won)
             matches.append(game.record(won, tie_break))
+        if session.stopped is not None:
+            # The budget cut this round: its finished games count as wins, but nobody advances
+            # on an unfinished bracket.
+            bracket.append({"round": len(bracket) + 1, "matches": matches, "cut": True})
+            break
         if len(survivors) % 2:
             bye = survivors[-1]
             advancing.append(bye)
@@ -300,11 +331,8 @@ async def _knockout(
 async def _league(
     session: _Session,
     candidates: list[Candidate],
-    budget: Budget,
-    spent_before: Usage,
     opponents: int,
     seed: int,
-    name: str,
     info: dict[str, Any],
 ) -> Candidate:
     rng = random.Random(seed)
@@ -320,12 +348,7 @@ async def _league(
     pairs = [(candidates[i], candidates[j]) for i, j in schedule]
     shares: dict[int, list[float]] = {c.index: [] for c in candidates}
     games: list[dict[str, Any]] = []
-    info.update(opponents=drawn, games=games)
-    needed = session.needed([p for p in pairs if _identity(p[0]) != _identity(p[1])])
-    if needed and not budget.can_afford(spent_before + session.usage, calls=needed):
-        budget.exhausted(f"{name} league ({needed} judge calls)")
-        info["reason"] = "budget"
-        pairs = []
+    info.update(opponents=drawn, games=games, scheduled=len(pairs))
     for game in await session.play(pairs):
         decisive = game.votes_x + game.votes_y
         share_x = 0.5 if decisive == 0 else game.votes_x / decisive

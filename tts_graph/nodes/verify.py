@@ -2,20 +2,25 @@
 
 Each candidate gets its :class:`~tts_graph.verifiers.base.Verdict` and its ``score`` (which
 selection then uses). Candidates that already carry a verdict are not checked again. A verifier
-that calls a model (``uses_model = True``: LLM judges, reward models) costs one call per
-candidate; the node checks only as many as the budget affords and records the rest as skipped.
-A verifier that raises, or returns the wrong number of verdicts, fails every candidate it was
-given with the reason; it never crashes the graph.
+that calls a model (``uses_model = True``: LLM judges, reward models) has its requests charged to
+the run's ledger, one candidate per call, so the budget decides candidate by candidate: what it
+refuses stays unchecked and is recorded as skipped. A verifier that raises, or returns the wrong
+number of verdicts, fails every candidate it was given with the reason; it never crashes the
+graph.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tts_graph.budget import Budget, Usage
+from tts_graph.budget import Usage
+from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.metering import charge_call, spending
+from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys
 from tts_graph.verifiers.base import Problem, Verdict, Verifier
@@ -23,13 +28,6 @@ from tts_graph.verifiers.base import Problem, Verdict, Verifier
 __all__ = ["make_verify_node", "run_verifier"]
 
 logger = logging.getLogger(__name__)
-
-
-def _affordable(budget: Budget, usage: Usage | None, wanted: int) -> int:
-    for k in range(wanted, 0, -1):
-        if budget.can_afford(usage, calls=k):
-            return k
-    return 0
 
 
 def make_verify_node(
@@ -43,57 +41,83 @@ def make_verify_node(
     >>> graph.add_node("verify", make_verify_node(MathVerifier()))  # doctest: +SKIP
     """
     verifier_name = getattr(verifier, "name", type(verifier).__name__)
+    one_per_call = bool(getattr(verifier, "uses_model", False))
 
     async def verify(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates: list[Candidate] = list(state.get(keys.candidates) or [])
         pending = [c for c in candidates if c.verdict is None]
-        skipped = 0
-        if getattr(verifier, "uses_model", False):
-            budget: Budget = state.get(keys.budget) or Budget()
-            k = _affordable(budget, state.get(keys.usage), len(pending))
-            if k < len(pending):
-                budget.exhausted(f"{name} could verify every candidate")
-                skipped = len(pending) - k
-                pending = pending[:k]
         problem = Problem(
             question=str(state.get(keys.question, "")), reference=state.get(keys.reference)
         )
-        verdicts = await run_verifier(verifier, problem, [c.text for c in pending])
-        checked = [
-            dataclasses.replace(c, verdict=v, score=v.score)
-            for c, v in zip(pending, verdicts, strict=True)
-        ]
-        usage = sum((v.usage for v in verdicts if v.usage is not None), Usage())
-        record = decision(
-            name,
-            "verify",
-            verifier=verifier_name,
-            checked=len(checked),
-            passed=sum(1 for v in verdicts if v.passed),
-            skipped=skipped,
-            reason="budget" if skipped else None,
-            verdicts=[
-                {"index": c.index, "passed": v.passed, "score": v.score, "reason": v.reason}
-                for c, v in zip(pending, verdicts, strict=True)
-            ],
-        )
+        reasons: list[str] = []
+        with spending(run_ledger(state, keys, name)) as spent:
+
+            async def check(batch: list[Candidate]) -> list[Verdict] | None:
+                try:
+                    return await run_verifier(verifier, problem, [c.text for c in batch])
+                except BudgetExhausted as exc:
+                    reasons.append(spent.stopped(exc))
+                    return None
+
+            async def check_with_model(candidate: Candidate) -> list[Verdict] | None:
+                try:
+                    async with charge_call(what=f"verifying candidate {candidate.index}") as bill:
+                        verdicts = await check([candidate])
+                        bill.settle(_reported(verdicts))
+                except BudgetExhausted as exc:
+                    reasons.append(spent.stopped(exc))
+                    return None
+                return verdicts
+
+            if one_per_call:
+                results = await asyncio.gather(*(check_with_model(c) for c in pending))
+                pairs = [(c, r[0]) for c, r in zip(pending, results, strict=True) if r]
+            else:
+                verdicts = await check(pending)
+                pairs = list(zip(pending, verdicts or [], strict=False))
+            checked = [dataclasses.replace(c, verdict=v, score=v.score) for c, v in pairs]
+            skipped = len(pending) - len(checked)
+            record = decision(
+                name,
+                "verify",
+                verifier=verifier_name,
+                checked=len(checked),
+                passed=sum(1 for _, v in pairs if v.passed),
+                skipped=skipped,
+                reason=(reasons[0] if reasons else "budget") if skipped else None,
+                verdicts=[
+                    {"index": c.index, "passed": v.passed, "score": v.score, "reason": v.reason}
+                    for c, v in pairs
+                ],
+            )
         update: dict[str, Any] = {keys.candidates: checked, keys.decisions: [record]}
-        if usage.calls:
-            update[keys.usage] = usage
+        if spent.usage.calls:
+            update[keys.usage] = spent.usage
         return update
 
     verify.__name__ = name
     return verify
 
 
+def _reported(verdicts: list[Verdict] | None) -> Usage | None:
+    used = [v.usage for v in verdicts or () if v.usage is not None]
+    return sum(used, Usage()) if used else None
+
+
 async def run_verifier(verifier: Verifier, problem: Problem, texts: Sequence[str]) -> list[Verdict]:
-    """``verifier.verify`` that never raises: a crash, or a wrong number of verdicts, fails
-    every text with the reason. Every node that runs a verifier goes through here."""
+    """``verifier.verify`` that never raises for a broken verifier: a crash, or a wrong number of
+    verdicts, fails every text with the reason. Every node that runs a verifier goes through here.
+
+    :class:`~tts_graph.errors.BudgetExhausted` and :class:`~tts_graph.errors.ConfigError` do
+    propagate: a refused model call or a wrong configuration says nothing about the candidates,
+    so the node (or the caller) decides what to do."""
     if not texts:
         return []
     name = getattr(verifier, "name", type(verifier).__name__)
     try:
         verdicts = list(await verifier.verify(problem, texts))
+    except (BudgetExhausted, ConfigError):
+        raise
     except Exception as exc:
         logger.warning("verifier %s raised: %r", name, exc)
         return [Verdict.failure(f"verifier {name} raised {type(exc).__name__}: {exc}")] * len(texts)

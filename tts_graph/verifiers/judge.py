@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams
+from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
 from tts_graph.budget import Usage
 from tts_graph.errors import BackendError, ConfigError
 from tts_graph.verifiers.base import Problem, Verdict
@@ -35,7 +35,8 @@ _WINNER = re.compile(r"winner\s*[:=]\s*\**\s*\(?([AB])\b", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Preference:
-    """One pairwise judgement: ``winner`` is "A", "B" or None (no parseable vote)."""
+    """One pairwise judgement: ``winner`` is "A", "B" or None (no parseable vote); ``usage`` is
+    what the judgement cost (already charged to the run's budget)."""
 
     winner: Literal["A", "B"] | None
     raw: str
@@ -54,7 +55,7 @@ class LLMJudge:
     """
 
     name = "judge"
-    uses_model = True  # one model call per candidate: the verifier node checks the budget
+    uses_model = True  # one model call per candidate, charged to the run's budget
 
     def __init__(
         self,
@@ -70,7 +71,7 @@ class LLMJudge:
             raise ConfigError(f"scale must be at least 2, got {scale}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold is a normalised score in [0, 1], got {threshold}")
-        self.backend = backend
+        self.backend = metered(backend)
         self.rubric = rubric.replace("{scale}", str(scale))
         self.pairwise_rubric = pairwise_rubric
         self.scale = scale

@@ -17,6 +17,7 @@ a failed verdict that says what went wrong.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from tts_graph.budget import Usage
 from tts_graph.errors import BackendError, ConfigError
+from tts_graph.metering import charge
 from tts_graph.verifiers.base import Problem, Verdict
 
 __all__ = ["Aggregate", "OutcomeRewardVerifier", "ProcessRewardVerifier", "aggregate_steps"]
@@ -70,6 +72,7 @@ class _PoolingClient:
         max_concurrency: int,
         backoff: tuple[float, float],
         http_client: httpx.AsyncClient | None,
+        model_params: int | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -79,6 +82,7 @@ class _PoolingClient:
         self._retries = max_retries
         self._backoff = backoff
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._model_params = model_params
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if self.model is not None:
@@ -89,10 +93,21 @@ class _PoolingClient:
             retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
             reraise=True,
         )
-        async with self._semaphore:
+        # A pooling request reads its input and generates nothing. Its token count is not known
+        # before the reply; the UTF-8 size of the body bounds it (a token is at least a byte).
+        bound = len(json.dumps(body).encode())
+        async with (
+            charge(
+                prompt_tokens=bound, model_params=self._model_params, what=f"a {path} request"
+            ) as bill,
+            self._semaphore,
+        ):
+            started = time.time()
             async for attempt in retrying:
                 with attempt:
-                    return await self._post_once(path, body)
+                    reply = await self._post_once(path, body)
+            bill.settle(_usage(reply, started, time.time()))
+            return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +157,7 @@ def _first_item(reply: dict[str, Any]) -> dict[str, Any]:
 
 class _RewardVerifier:
     name = "reward"
-    uses_model = True  # one model call per candidate: the verifier node checks the budget
+    uses_model = True  # one model call per candidate, charged to the run's budget
 
     def __init__(
         self,
@@ -155,6 +170,7 @@ class _RewardVerifier:
         max_concurrency: int = 8,
         backoff: tuple[float, float] = (0.5, 8.0),
         http_client: httpx.AsyncClient | None = None,
+        model_params: int | None = None,
     ) -> None:
         self.threshold = threshold
         self._client = _PoolingClient(
@@ -165,6 +181,7 @@ class _RewardVerifier:
             max_concurrency=max_concurrency,
             backoff=backoff,
             http_client=http_client,
+            model_params=model_params,
         )
 
     async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
