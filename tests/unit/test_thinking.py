@@ -96,6 +96,28 @@ async def test_a_refused_control_falls_back_to_budget_forcing_once():
     assert sum("thinking_token_budget" in c for c in calls) == before == 1
 
 
+async def test_the_fallback_keeps_the_callers_prompt():
+    def fn(request, i):
+        if "thinking_token_budget" in request.extra_body:
+            raise REFUSAL
+        return Completion(index=i, text="12", finish_reason="stop", stop_reason="</think>",
+                          completion_tokens=1)  # fmt: skip
+
+    def prompt(state):
+        return [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": state["task"]},
+        ]
+
+    backend = FakeBackend(fn)
+    node = make_thinking_node(backend, thinking_budget=40, prompt=prompt)
+    await node({"task": "What is 7+5?"})
+    forced = [r for r in backend.requests if "thinking_token_budget" not in r.extra_body]
+    assert forced
+    for request in forced:
+        assert list(request.messages[:2]) == prompt({"task": "What is 7+5?"})
+
+
 async def test_fallback_error_says_what_the_server_lacks():
     def fn(request, i):
         raise REFUSAL
