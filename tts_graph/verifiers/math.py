@@ -49,6 +49,7 @@ from tts_graph.verifiers.answer import (
     extract_answer,
     normalize_answer,
     parse_number,
+    resolve_extractor,
 )
 from tts_graph.verifiers.base import Problem, Verdict
 
@@ -157,13 +158,23 @@ def math_equal(gold: str, pred: str, *, timeout_s: float | None = DEFAULT_TIMEOU
 
 
 def _numbers_clearly_compare(gold: str, pred: str) -> bool | None:
-    """For two plain numbers (integers, decimals, integer fractions): True when equal, False
-    when they differ by more than 1e-4 relative, which math-verify (rounding floats to six
-    places) also calls unequal; None otherwise, leaving near-misses and everything else
-    (percentages, expressions) to math-verify."""
+    """For two numbers (plain, or integer arithmetic such as ``6!`` or ``10^{10^{10}}``): True
+    when equal, False when they differ by more than 1e-4 relative, which math-verify (rounding
+    floats to six places) also calls unequal; None otherwise, leaving near-misses and
+    everything else (percentages, symbolic expressions) to math-verify.
+
+    An integer expression too large to write out (sympy would try, and hang) equals no answer
+    of another size and is never handed to math-verify against a symbolic one."""
     if "%" in gold or "%" in pred:  # math-verify reads 50% as both 50 and 0.5
         return None
-    a, b = parse_number(gold), parse_number(pred)
+    a: Fraction | _Huge | None = parse_number(gold)
+    b: Fraction | _Huge | None = parse_number(pred)
+    a = _integer_expression(gold) if a is None else a
+    b = _integer_expression(pred) if b is None else b
+    if isinstance(a, _Huge) or isinstance(b, _Huge):
+        if isinstance(a, _Huge) and isinstance(b, _Huge):
+            return a.equals(b)
+        return False
     if a is None or b is None:
         return None
     if a == b:
@@ -171,6 +182,218 @@ def _numbers_clearly_compare(gold: str, pred: str) -> bool | None:
     if abs(a - b) > Fraction(1, 10_000) * max(abs(a), abs(b), Fraction(1)):
         return False
     return None
+
+
+# An integer expression with more digits than this is compared by size, not written out.
+_MAX_DIGITS = 4_000  # also below Python's limit for writing an int as a string
+
+
+@dataclass(frozen=True)
+class _Huge:
+    """An integer too large to write out, known by its sign and log10 of its size, and exactly
+    as ``root ** exponent`` when it is a power of a small integer."""
+
+    log10: float
+    negative: bool = False
+    power: tuple[int, int] | None = None
+
+    def equals(self, other: _Huge) -> bool | None:
+        """False when the two differ; True when both are the same power; None when unknown."""
+        if self.negative != other.negative:
+            return False
+        if self.power is not None and other.power is not None:
+            return self.power == other.power
+        if math.isinf(self.log10) or math.isinf(other.log10):
+            return None
+        if abs(self.log10 - other.log10) > 1e-9 * max(self.log10, other.log10):
+            return False
+        return None
+
+
+def _smallest_root(n: int) -> tuple[int, int] | None:
+    """(r, k) with r**k == n and k as large as possible, for 1 < n < 2**64; else None."""
+    if not 1 < n < 2**64:
+        return None
+    for k in range(n.bit_length(), 1, -1):
+        guess = round(math.exp(math.log(n) / k))
+        for r in (guess - 1, guess, guess + 1):
+            if r > 1 and r**k == n:
+                return r, k
+    return n, 1
+
+
+_Number = Fraction | _Huge
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_ARITHMETIC = re.compile(r"[0-9+\-*/^!().]+")
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+_PLAIN_EQUALS = re.compile(r"(?<![<>!=\\])=(?!=)")
+
+
+def _integer_expression(text: str) -> _Number | None:
+    r"""The value of a number written as integer arithmetic (``+ - * / ^ !``, brackets, LaTeX
+    ``^{...}``, ``\cdot``, ``\times``, ``\frac{a}{b}``), or None for anything else (a
+    variable, a root, a non-integer power). A value too large to write out is a :class:`_Huge`."""
+    s = re.sub(r"\\left|\\right|\\[,;:! ]|\s|\$", "", _PLAIN_EQUALS.split(text)[-1])
+    s = s.replace("\\cdot", "*").replace("\\times", "*").replace("\u00d7", "*")
+    s = s.replace("\u2212", "-")
+    while (frac := _LATEX_FRAC.search(s)) is not None:
+        s = s[: frac.start()] + f"(({frac.group(1)})/({frac.group(2)}))" + s[frac.end() :]
+    s = s.replace("{", "(").replace("}", ")").replace("**", "^")
+    if not s or not _ARITHMETIC.fullmatch(s) or not any(c in s for c in "^!*/+"):
+        return None
+    try:
+        parser = _Arithmetic(s)
+        value = parser.expression()
+        return value if parser.at_end() else None
+    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
+        return None
+
+
+class _Arithmetic:
+    """Recursive descent over ``+ - * / ^ !`` and brackets; ``^`` is right-associative."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.i = text, 0
+
+    def at_end(self) -> bool:
+        return self.i == len(self.text)
+
+    def _peek(self) -> str:
+        return self.text[self.i] if self.i < len(self.text) else ""
+
+    def expression(self) -> _Number:
+        value = self._term()
+        while self._peek() in ("+", "-"):
+            sign = self.text[self.i]
+            self.i += 1
+            value = _add(value, self._term(), negate=sign == "-")
+        return value
+
+    def _term(self) -> _Number:
+        value = self._unary()
+        while self._peek() in ("*", "/"):
+            op = self.text[self.i]
+            self.i += 1
+            value = _multiply(value, self._unary(), divide=op == "/")
+        return value
+
+    def _unary(self) -> _Number:
+        if self._peek() == "-":
+            self.i += 1
+            value = self._unary()
+            if isinstance(value, Fraction):
+                return -value
+            return _Huge(value.log10, not value.negative, value.power)
+        return self._power()
+
+    def _power(self) -> _Number:
+        base = self._postfix()
+        if self._peek() == "^":
+            self.i += 1
+            return _raise(base, self._unary())
+        return base
+
+    def _postfix(self) -> _Number:
+        value = self._atom()
+        while self._peek() == "!":
+            self.i += 1
+            value = _factorial(value)
+        return value
+
+    def _atom(self) -> _Number:
+        if self._peek() == "(":
+            self.i += 1
+            value = self.expression()
+            if self._peek() != ")":
+                raise ValueError("unbalanced bracket")
+            self.i += 1
+            return value
+        match = _DIGITS.match(self.text, self.i)
+        if match is None:
+            raise ValueError(f"expected a number at {self.i}")
+        self.i = match.end()
+        return Fraction(match.group())
+
+
+def _add(a: _Number, b: _Number, *, negate: bool) -> _Number:
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        return a - b if negate else a + b
+    if isinstance(a, _Huge) and isinstance(b, _Huge):
+        raise ValueError("the sum of two huge numbers may cancel")
+    # A written-out term does not move a huge one, but the sum is no longer a pure power.
+    if isinstance(a, _Huge):
+        return _Huge(a.log10, a.negative)
+    assert isinstance(b, _Huge)
+    return _Huge(b.log10, b.negative != negate)
+
+
+def _multiply(a: _Number, b: _Number, *, divide: bool) -> _Number:
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        return a / b if divide else a * b
+    if a == 0 or b == 0:
+        if divide and b == 0:
+            raise ZeroDivisionError
+        return Fraction(0)
+    log_a, neg_a = _size(a)
+    log_b, neg_b = _size(b)
+    log10 = log_a - log_b if divide else log_a + log_b
+    if log10 <= _MAX_DIGITS:
+        raise ValueError("a quotient of huge numbers is not known exactly")
+    return _Huge(log10, neg_a != neg_b)
+
+
+def _size(value: _Number) -> tuple[float, bool]:
+    if isinstance(value, _Huge):
+        return value.log10, value.negative
+    return math.log10(abs(value)), value < 0
+
+
+def _raise(base: _Number, exponent: _Number) -> _Number:
+    if isinstance(exponent, Fraction) and exponent.denominator != 1:
+        raise ValueError("a root is not integer arithmetic")
+    if isinstance(base, Fraction) and base in (0, 1, -1):
+        if isinstance(exponent, Fraction):
+            return base ** int(exponent)
+        if base == -1 or exponent.negative:
+            raise ValueError("the parity or the sign of a huge exponent decides")
+        return base
+    if isinstance(exponent, _Huge):
+        if exponent.negative:
+            raise ValueError("a tiny number is not known exactly")
+        log_base, negative = _size(base)
+        if negative:
+            raise ValueError("the sign of a negative base to a huge power is unknown")
+        try:
+            return _Huge(10**exponent.log10 * log_base)
+        except OverflowError:
+            return _Huge(math.inf)
+    power = int(exponent)
+    log_base, negative = _size(base)
+    try:
+        log10 = power * log_base
+    except OverflowError:  # an exponent with hundreds of digits: a size beyond any float
+        log10 = math.copysign(math.inf, log_base)
+    if isinstance(base, Fraction) and log10 <= _MAX_DIGITS:
+        return base**power
+    if log10 < -_MAX_DIGITS or power < 0:
+        raise ValueError("a tiny number is not known exactly")
+    exact = None
+    if isinstance(base, Fraction) and base.denominator == 1:
+        root = _smallest_root(abs(int(base)))
+        exact = (root[0], root[1] * power) if root is not None else None
+    elif isinstance(base, _Huge) and base.power is not None:
+        exact = (base.power[0], base.power[1] * power)
+    return _Huge(log10, negative and power % 2 == 1, exact)
+
+
+def _factorial(value: _Number) -> _Number:
+    if isinstance(value, _Huge):
+        return _Huge(math.inf)
+    if value.denominator != 1 or value < 0:
+        raise ValueError("a factorial needs a natural number")
+    n = int(value)
+    log10 = math.lgamma(n + 1) / math.log(10)
+    return Fraction(math.factorial(n)) if log10 <= _MAX_DIGITS else _Huge(log10)
 
 
 def _math_verify_equal(gold: str, pred: str) -> bool:
@@ -205,7 +428,9 @@ class MathVerifier:
     available, else ``"spawn"``; never ``"fork"``, which is unsafe in a process with threads),
     shared by every call; identical answers in one batch are checked once. A pool whose worker
     died is replaced, and one whose worker is stuck past its timeout is killed and replaced.
-    Close it with :meth:`close` or ``async with``.
+    Close it with :meth:`close` or ``async with``. ``extractor`` is a function or the name of a
+    registered one (:func:`~.answer.get_extractor`; ``"boxed"`` for prompts that ask for
+    ``\boxed{}``).
 
     >>> import asyncio
     >>> from tts_graph.verifiers.base import Problem
@@ -227,7 +452,7 @@ class MathVerifier:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_workers: int | None = None,
-        extractor: AnswerExtractor = extract_answer,
+        extractor: AnswerExtractor | str = extract_answer,
         check: EquivalenceCheck = math_equal,
         start_method: Literal["forkserver", "spawn"] | None = None,
         startup_timeout_s: float = 120.0,
@@ -251,7 +476,7 @@ class MathVerifier:
         self.timeout_s = timeout_s
         self.max_workers = max_workers or min(4, os.cpu_count() or 1)
         self.startup_timeout_s = startup_timeout_s
-        self._extractor = extractor
+        self._extractor = resolve_extractor(extractor)
         self._check = check
         self._context = multiprocessing.get_context(start_method or methods[0])
         self._lock = threading.Lock()
@@ -462,9 +687,13 @@ class ExactMatchVerifier:
     """
 
     _: KW_ONLY
-    extractor: AnswerExtractor = extract_answer
+    extractor: AnswerExtractor | str = extract_answer
     ignore_case: bool = False
+    _extract: AnswerExtractor = field(init=False, repr=False, compare=False)
     name = "exact_match"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_extract", resolve_extractor(self.extractor))
 
     def _key(self, text: str) -> str:
         key = normalize_answer(text)
@@ -477,7 +706,7 @@ class ExactMatchVerifier:
         gold = str(problem.reference)
 
         def judge(candidate: str) -> Verdict:
-            answer = self.extractor(candidate) or candidate.strip()
+            answer = self._extract(candidate) or candidate.strip()
             passed = self._key(answer) == self._key(gold)
             verb = "matches" if passed else "does not match"
             return _graded(passed, f"answer {answer!r} {verb} {gold!r}", extracted=answer)
@@ -503,11 +732,13 @@ class RegexVerifier:
     _: KW_ONLY
     on: Literal["answer", "text"] = "answer"
     flags: int = 0
-    extractor: AnswerExtractor = extract_answer
+    extractor: AnswerExtractor | str = extract_answer
     _compiled: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _extract: AnswerExtractor = field(init=False, repr=False, compare=False)
     name = "regex"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_extract", resolve_extractor(self.extractor))
         if self.on not in ("answer", "text"):
             raise ConfigError(f"on must be 'answer' or 'text', got {self.on!r}")
         try:
@@ -542,7 +773,7 @@ class RegexVerifier:
                     passed,
                     f"pattern {regex.pattern!r} {'found' if passed else 'not found'} in the reply",
                 )
-            answer = self.extractor(candidate)
+            answer = self._extract(candidate)
             if answer is None:
                 return Verdict.failure("no final answer found")
             passed = regex.fullmatch(answer) is not None
@@ -572,8 +803,12 @@ class NumericVerifier:
     _: KW_ONLY
     rel_tol: float = 1e-6
     abs_tol: float = 1e-9
-    extractor: AnswerExtractor = extract_answer
+    extractor: AnswerExtractor | str = extract_answer
+    _extract: AnswerExtractor = field(init=False, repr=False, compare=False)
     name = "numeric"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_extract", resolve_extractor(self.extractor))
 
     async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
         """One verdict per candidate, in order; never raises for a bad candidate."""
@@ -586,7 +821,7 @@ class NumericVerifier:
         target = gold
 
         def judge(candidate: str) -> Verdict:
-            answer = self.extractor(candidate)
+            answer = self._extract(candidate)
             if answer is None:
                 return Verdict.failure("no final answer found")
             value = parse_number(answer)

@@ -526,3 +526,109 @@ def test_the_numeric_shortcut_agrees_with_math_verify(gold, pred):
     shortcut = _numbers_clearly_compare(gold, pred)
     if shortcut is not None:
         assert shortcut == _math_verify_equal(gold, pred)
+
+
+# --- expressions that start with a number are not that number --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "expected"),
+    [
+        ("10", "10^{10^{10}}", False),
+        ("10", "$10^{10^{10}}$", False),
+        ("6", "6!", False),
+        ("720", "6!", True),
+        ("120", r"\frac{6!}{3!}", True),
+        ("4", r"\sqrt{4}", False),
+        ("2", r"\sqrt{4}", True),
+        ("2", "(x+1)^2", False),
+        ("10^{10^{10}}", "10^{10000000000}", True),
+        ("10^{10^{10}}", "100^{5000000000}", True),
+        ("10^{10^{10}}", "10^{10^{10}}+1", False),
+        ("2^{10^{10}}", "-2^{10^{10}}", False),
+        ("x+1", "10^{10^{10}}", False),
+        ("-7", "\u22127", True),
+        ("7", "\u22127", False),
+    ],
+)
+def test_expressions_are_compared_whole(gold: str, pred: str, expected: bool) -> None:
+    assert math_equal(gold, pred, timeout_s=5) is expected
+
+
+def test_a_huge_power_never_reaches_math_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sympy writes 10^(10^10) out digit by digit: asked, it would hang past any timer.
+    def no_parse(text: str, **kwargs: object) -> list[object]:
+        raise AssertionError(f"math-verify was asked about {text!r}")
+
+    monkeypatch.setattr(math_verify, "parse", no_parse)
+    started = time.monotonic()
+    assert not math_equal("10", "10^{10^{10}}")
+    assert not math_equal("x+1", "10^{10^{10}}")
+    assert not math_equal("10^{10^{11}}", "10^{10^{10}}")
+    assert math_equal("(10^{10})^{10^{10}}", "10^{10^{11}}")
+    assert not math_equal("6", "6!")
+    assert not math_equal("2", "2^{3^{4^{5}}}")  # an exponent with 489 digits
+    assert not math_equal("-10^{10^{10}}", "10^{10^{10}}")
+    assert math_equal("-10^{10^{10}}", "-(10^{10000000000})")
+    assert time.monotonic() - started < 1.0
+
+
+async def test_math_verifier_judges_the_whole_expression(verifier: MathVerifier) -> None:
+    verdicts = await verifier.verify(
+        Problem("q", "10"),
+        ["The count is $10^{10^{10}}$.", "The answer is 10.", "There are 10! ways."],
+    )
+    assert [v.passed for v in verdicts] == [False, True, False]
+    assert verdicts[0].details["extracted"] == "10^{10^{10}}"
+    assert "timed out" not in verdicts[0].reason
+
+
+async def test_numeric_verifier_reads_no_number_out_of_an_expression() -> None:
+    verdicts = await NumericVerifier().verify(
+        Problem("q", "6"), ["The number of orderings is 6!.", "It is \u22126.", "So it is 6."]
+    )
+    assert [v.passed for v in verdicts] == [False, False, True]
+    assert verdicts[0].reason == "extracted '6!' is not a number"
+
+
+# --- choosing the extractor by name ----------------------------------------------------------
+
+
+async def test_verifiers_take_an_extractor_by_name() -> None:
+    reply = r"We get 7, so the answer is \boxed{8}. Checking: 8 - 1 = 7"
+    problem = Problem("q", "7")
+    by_name = {
+        "last_number": [True, True, True],
+        "boxed": [False, False, False],
+    }
+    for name, expected in by_name.items():
+        simple = (
+            ExactMatchVerifier(extractor=name),
+            NumericVerifier(extractor=name),
+            RegexVerifier("7", extractor=name),
+        )
+        passed = [(await v.verify(problem, [reply]))[0].passed for v in simple]
+        assert passed == expected, name
+    async with MathVerifier(max_workers=1, extractor="last_number") as math_verifier:
+        assert (await math_verifier.verify(problem, [reply]))[0].passed is True
+
+
+def test_an_unknown_extractor_name_fails_at_build_time() -> None:
+    for make in (
+        lambda: MathVerifier(extractor="boxd"),
+        lambda: ExactMatchVerifier(extractor="boxd"),
+        lambda: NumericVerifier(extractor="boxd"),
+        lambda: RegexVerifier("x", extractor="boxd"),
+    ):
+        with pytest.raises(ConfigError, match="unknown answer extractor 'boxd'; choose one of"):
+            make()
+
+
+def test_the_verifier_registry_passes_an_extractor_name_through() -> None:
+    from tts_graph.verifiers.registry import create_verifier
+
+    numeric = create_verifier("numeric", extractor="boxed")
+    assert isinstance(numeric, NumericVerifier)
+    assert numeric.extractor == "boxed"
+    with pytest.raises(ConfigError, match="unknown answer extractor"):
+        create_verifier("exact", extractor="nope")
