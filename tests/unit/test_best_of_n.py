@@ -196,3 +196,11 @@ async def test_verified_takes_the_best_passing_candidate_else_majority():
     out = await make_select_node(rule="verified")({"candidates": none_pass})
     assert out["answer"] == "6"
     assert out["decisions"][0]["fallback"] == "majority"
+
+
+async def test_nodes_take_an_extractor_by_name():
+    backend = FakeBackend(lambda r, i: "Answer: 12, or maybe \\boxed{13}")
+    boxed = await make_fanout_node(backend, n=1, extract="boxed")({"question": "q"})
+    assert boxed["candidates"][0].answer == "13"
+    with pytest.raises(ConfigError, match="boxed"):
+        make_fanout_node(backend, n=1, extract="no-such-extractor")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from fractions import Fraction
 from math import comb
 from typing import Any, Literal
@@ -43,7 +43,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.select import majority_vote
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, Decision, NodeFn, StateKeys, next_index
-from tts_graph.verifiers.answer import extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 
 __all__ = ["StopRule", "make_consistency_node", "prob_top_stays_on_top"]
 
@@ -90,7 +90,7 @@ def make_consistency_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     count_existing: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "consistency",
@@ -117,6 +117,7 @@ def make_consistency_node(
         raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
     base = sampling or SamplingParams(logprobs=True)
     build_prompt = prompt or question_prompt(key=keys.question)
+    read_answer = resolve_extractor(extract)
     model = metered(backend)
 
     def wanted_next(drawn: int) -> int:
@@ -158,7 +159,7 @@ def make_consistency_node(
                     break
                 drawn += [
                     Candidate.from_completion(
-                        c, index=offset + len(drawn) + i, answer=extract(c.text), source=name,
+                        c, index=offset + len(drawn) + i, answer=read_answer(c.text), source=name,
                         seed=params.seed,
                     )
                     for i, c in enumerate(gen.completions)

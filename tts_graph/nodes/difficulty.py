@@ -48,7 +48,12 @@ from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
-from tts_graph.verifiers.answer import extract_answer, normalize_answer
+from tts_graph.verifiers.answer import (
+    AnswerExtractor,
+    extract_answer,
+    normalize_answer,
+    resolve_extractor,
+)
 
 __all__ = [
     "DEFAULT_BINS",
@@ -249,7 +254,7 @@ def make_difficulty_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     keep_candidates: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "difficulty",
@@ -277,6 +282,7 @@ def make_difficulty_node(
         sampling or SamplingParams(temperature=0.7, max_tokens=128, logprobs=True), seed=seed
     )
     build_prompt = prompt or question_prompt(key=keys.question)
+    read_answer = resolve_extractor(extract)
     model = metered(backend)
 
     async def difficulty(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -288,7 +294,7 @@ def make_difficulty_node(
                 why = spent.stopped(exc)
                 record = decision(name, "difficulty", score=None, bin=None, reason=why)
                 return {keys.difficulty: None, keys.decisions: [record]}
-            answers = tuple(extract(c.text) for c in gen.completions)
+            answers = tuple(read_answer(c.text) for c in gen.completions)
             probe = Probe(
                 str(state.get(keys.question, "")), gen.completions, answers, tuple(messages)
             )

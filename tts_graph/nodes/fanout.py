@@ -13,7 +13,7 @@ costs less than reserved, :func:`make_fanout_node` asks again for the samples st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys, as_node, next_index
-from tts_graph.verifiers.answer import extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 from tts_graph.verifiers.base import Problem, Verifier
 
 __all__ = [
@@ -52,7 +52,7 @@ def make_fanout_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     keys: StateKeys = StateKeys(),
     name: str = "fanout",
 ) -> NodeFn:
@@ -69,6 +69,7 @@ def make_fanout_node(
         raise ConfigError(f"n must be >= 1, got {n}")
     params = dataclasses.replace(sampling or SamplingParams(logprobs=True), seed=seed)
     build_prompt = prompt or question_prompt(key=keys.question)
+    read_answer = resolve_extractor(extract)
     model = metered(backend)
 
     async def fanout(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def make_fanout_node(
                 requests += 1
                 new += [
                     Candidate.from_completion(
-                        c, index=offset + len(new) + i, answer=extract(c.text), source=name,
+                        c, index=offset + len(new) + i, answer=read_answer(c.text), source=name,
                         seed=wave.seed,
                     )
                     for i, c in enumerate(gen.completions)
@@ -145,7 +146,7 @@ def add_send_fanout(
     seed: int = 0,
     prompt: PromptFn | None = None,
     verifier: Verifier | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     keys: StateKeys = StateKeys(),
     source: str = START,
     target: str = END,
@@ -169,6 +170,7 @@ def add_send_fanout(
     branches = tuple(branches) or (Branch(),)
     base = sampling or SamplingParams(logprobs=True)
     build_prompt = prompt or question_prompt(key=keys.question)
+    read_answer = resolve_extractor(extract)
     branch_node = f"{name}_branch"
     model = metered(backend)
 
@@ -236,7 +238,7 @@ def add_send_fanout(
                 gen = await model.generate(GenerationRequest.chat(messages, sampling=params))
                 c = gen.completions[0]
                 candidate = Candidate.from_completion(
-                    c, index=task.index, answer=extract(c.text), source=name, seed=params.seed,
+                    c, index=task.index, answer=read_answer(c.text), source=name, seed=params.seed,
                     metadata={"branch": task.branch % len(branches),
                               "temperature": params.temperature},
                 )  # fmt: skip

@@ -42,7 +42,7 @@ from tts_graph.metering import Spending, spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
-from tts_graph.verifiers.answer import extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 
 __all__ = ["ForcingTrace", "ThinkingMarkers", "make_budget_forcing_node", "thinking_prompt"]
 
@@ -241,7 +241,7 @@ def make_budget_forcing_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: Callable[[Mapping[str, Any]], Sequence[Message] | str] | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     keys: StateKeys = StateKeys(),
     name: str = "budget_forcing",
 ) -> NodeFn:
@@ -267,6 +267,7 @@ def make_budget_forcing_node(
         raise ConfigError("invalid budget forcing options: " + "; ".join(problems))
     base = sampling or SamplingParams(temperature=0.7)
     build_prompt = prompt or thinking_prompt(markers, key=keys.question)
+    read_answer = resolve_extractor(extract)
     model = metered(backend)
     end_ids: list[tuple[int, ...]] = []  # resolved once, on first use
 
@@ -308,7 +309,7 @@ def make_budget_forcing_node(
                     Candidate(
                         index=offset + len(candidates),
                         text=text,
-                        answer=extract(answer_part),
+                        answer=read_answer(answer_part),
                         source=name,
                         seed=seed + i,
                         completion_tokens=trace.thinking_tokens + trace.answer_tokens,

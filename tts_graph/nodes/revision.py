@@ -27,7 +27,7 @@ from tts_graph.nodes.select import candidate_score
 from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
-from tts_graph.verifiers.answer import extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 from tts_graph.verifiers.base import Problem, Verifier
 
 __all__ = ["CRITIQUE_PROMPT", "REVISE_PROMPT", "make_self_refine_node"]
@@ -54,7 +54,7 @@ def make_self_refine_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     finalize: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "self_refine",
@@ -69,6 +69,7 @@ def make_self_refine_node(
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
     params = sampling or SamplingParams(temperature=0.7, max_tokens=256)
     build_prompt = prompt or question_prompt(key=keys.question)
+    read_answer = resolve_extractor(extract)
     model = metered(backend)
     if "{feedback}" not in revise_prompt:
         revise_prompt += "\n\nFeedback:\n{feedback}"
@@ -99,7 +100,7 @@ def make_self_refine_node(
 
         def new_draft(text: str, tokens: int, round_no: int) -> Candidate:
             cand = Candidate(
-                index=next_index([*existing, *drafts]), text=text, answer=extract(text), source=name,
+                index=next_index([*existing, *drafts]), text=text, answer=read_answer(text), source=name,
                 completion_tokens=tokens, metadata={"round": round_no},
             )  # fmt: skip
             drafts.append(cand)
@@ -116,7 +117,7 @@ def make_self_refine_node(
 
         current = max(existing, key=lambda c: (candidate_score(c), -c.index), default=None)
         if current is not None and current.answer is None:
-            current = dataclasses.replace(current, answer=extract(current.text))
+            current = dataclasses.replace(current, answer=read_answer(current.text))
         stop = "rounds done"
         with spending(run_ledger(state, keys, name)) as spent:
             try:

@@ -20,7 +20,7 @@ client-side budget-forcing loop with the same thinking cap instead, and says so 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
@@ -31,7 +31,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
 from tts_graph.prompts import PromptFn, question_prompt
 from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
-from tts_graph.verifiers.answer import extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 
 __all__ = ["make_thinking_node", "split_thinking"]
 
@@ -64,7 +64,7 @@ def make_thinking_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: Callable[[str], str | None] = extract_answer,
+    extract: AnswerExtractor | str = extract_answer,
     keys: StateKeys = StateKeys(),
     name: str = "thinking",
 ) -> NodeFn:
@@ -95,6 +95,7 @@ def make_thinking_node(
     if reasoning_effort is not None:
         extra["reasoning_effort"] = reasoning_effort
     build_prompt = prompt or question_prompt(key=keys.question)
+    read_answer = resolve_extractor(extract)
     model = metered(backend)
     # The fallback asks for the caller's prompt when there is one; otherwise for a prompt that
     # tells a model without native markers to use them.
@@ -136,7 +137,7 @@ def make_thinking_node(
                              "completion_tokens": c.completion_tokens})  # fmt: skip
                 candidates.append(
                     Candidate.from_completion(
-                        c, index=offset + c.index, answer=extract(answer_text), source=name,
+                        c, index=offset + c.index, answer=read_answer(answer_text), source=name,
                         seed=params.seed,
                         metadata={"thinking": thinking, "thinking_tokens": thinking_tokens},
                     )

@@ -51,7 +51,12 @@ from tts_graph.metering import Spending, charge_call, spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._record import decision
 from tts_graph.state import Candidate, NodeFn, StateKeys
-from tts_graph.verifiers.answer import extract_answer, normalize_answer
+from tts_graph.verifiers.answer import (
+    AnswerExtractor,
+    extract_answer,
+    normalize_answer,
+    resolve_extractor,
+)
 from tts_graph.verifiers.judge import Preference
 
 __all__ = [
@@ -211,7 +216,7 @@ def make_tournament_node(
     k: int = 4,
     opponents: int = 3,
     seed: int = 0,
-    extract: Callable[[str], str | None] | None = None,
+    extract: AnswerExtractor | str | None = None,
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "tournament",
@@ -237,7 +242,7 @@ def make_tournament_node(
         raise ConfigError(
             f"judge must have an async compare(question, a, b) method, got {type(judge).__name__}"
         )
-    identity = text_identity if extract is None else answer_identity(extract)
+    identity = text_identity if extract is None else answer_identity(resolve_extractor(extract))
 
     async def tournament(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates = sorted(state.get(keys.candidates) or [], key=lambda c: c.index)
