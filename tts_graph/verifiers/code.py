@@ -13,33 +13,47 @@ Threat model
 ------------
 The candidate is hostile: it may monkeypatch builtins, redefine ``check`` or ``AssertionError``,
 return objects whose ``__eq__`` always says yes, call ``sys.exit(0)`` or ``os._exit(0)``, print a
-fake result, close its stdout, kill its parent, fork, use ``ctypes``, or just loop and allocate.
-None of that may yield a pass, harm the host, or stop the other candidates from being checked.
+fake result, close its stdout, signal or trace other processes, fork, use ``ctypes``, walk its
+own stack, scan the garbage collector's objects or raw memory, read every descriptor, file,
+variable and argument it can reach, or just loop and allocate. None of that may yield a pass,
+harm the host, reach the tests or the nonce it is judged by, or stop the other candidates from
+being checked.
 
-How a check runs. Inside one sandbox (:mod:`tts_graph.verifiers.sandbox`) a trusted *harness*
-reads the problem from stdin, runs the prompt (trusted: imports, and helpers such as HumanEval's
-``poly``), and forks a *worker* before it reads anything secret. The worker points its stdin at
-/dev/null and its stdout at stderr, closes every descriptor but its two RPC pipes, and only then
-executes the candidate. The harness never executes candidate code: it runs the tests itself, and
-the function they receive is a proxy that sends the arguments to the worker and returns its
-reply. Replies cross the pipe as ``marshal`` data, so only plain built-in values arrive (no
-subclass, no custom ``__eq__``); an exception the candidate raises is re-raised as the builtin
-of that name. After the fork the harness reads a random nonce from stdin, runs the tests, kills
-the worker, and writes ``(nonce, outcome)`` to its stdout. The worker cannot reach that stdout
-or the harness's memory: the descriptor is gone, there is no ``/proc``, and ``ptrace``,
-``process_vm_readv`` and ``pidfd_getfd`` are refused by seccomp (and, for a root caller, by the
-processes being non-dumpable after the uid drop).
+How a check runs. The caller starts two sandboxes (:mod:`tts_graph.verifiers.sandbox`), joined
+only by two pipes:
 
-The caller decides: a pass needs exit code 0, no timeout, no output overflow, and a last stdout
-line that names this check's nonce and says "passed". What the candidate prints is never read
-as a result. A worker that dies, exits, or breaks the protocol during the tests makes the check
-fail even if the tests swallow the error.
+- The *worker* gets on stdin the prompt (trusted and public: imports, and helpers such as
+  HumanEval's ``poly``), the candidate's code and the function's name, nothing else. It points
+  its stdin at /dev/null and its stdout at stderr, runs the prompt and the candidate, then
+  answers calls over its pipes. It is a fresh interpreter that never held the tests, the nonce
+  or the harness's code: not in memory (it is not forked from a process that read them), nor in
+  a descriptor, its environment, its argv or a file. Under bubblewrap it is PID 1 of a PID
+  namespace of its own, on a tmpfs of its own, and (for a root caller) under a uid of its own:
+  there is no other process it could name, signal or trace, and no file of the harness's to
+  read. The seccomp filter (no ``ptrace``, ``process_vm_readv``, ``pidfd_getfd`` or
+  ``perf_event_open``) is a second wall.
+- The *harness* gets the prompt, the tests and a random nonce on stdin. It never executes
+  candidate code: it runs the tests itself, and the function they receive is a proxy that sends
+  the arguments to the worker and returns its reply. Replies cross the pipe as ``marshal`` data,
+  so only plain built-in values arrive (no subclass, no custom ``__eq__``); an exception the
+  candidate raises is re-raised as the builtin of that name. At the end the harness writes
+  ``(nonce, outcome)`` to its stdout, which only the caller reads.
+
+The caller decides: a pass needs the harness to exit with code 0, in time, within the output
+limit, with a last stdout line that names this check's nonce and says "passed". What the
+candidate prints goes to the verdict's details, never into the result. A worker that dies,
+exits, or breaks the protocol during the tests makes the check fail even if the tests swallow
+the error; how it ended (exit code, signal, CPU limit, output flood) is in the reason. Every
+process of both sandboxes is reaped before the verdict is returned.
 
 Residual risks:
 
-- Under the fallback backend the worker runs as the caller's user with no seccomp filter and
-  with ``/proc``: it can ``ptrace`` the harness, read the nonce and forge a pass, besides
-  touching the filesystem and network. The fallback is for trusted code only; it logs a warning.
+- ``sandbox="unsafe-subprocess"`` isolates nothing: the worker runs as the caller's user and
+  sees ``/proc``, so it can ``ptrace`` the harness, read the tests and the nonce and forge a
+  pass, or reach files, the network and other processes, the caller's included. It runs only
+  when named, for trusted code, and logs a warning.
+- The candidate sees every argument the tests pass it: tests that pass the expected value (or
+  anything derived from it) as an argument give it away.
 - The harness decodes worker replies with ``marshal``, which is not hardened against malicious
   bytes; a crafted reply crashes the harness (a failed check) unless it exploits a
   memory-safety bug in CPython's unmarshaller.
@@ -47,8 +61,7 @@ Residual risks:
   answers to weak tests. Arguments and results must be marshal-able built-in values (true of
   HumanEval and MBPP; a bytearray arrives as bytes); arguments are copied, so in-place mutation
   by the candidate is not seen by the tests.
-- Harness and worker share a uid, so the worker can kill the harness: that fails the check.
-  Kernel exploits and timing side channels are out of scope.
+- Kernel exploits and timing side channels (such as how long a call takes) are out of scope.
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ import marshal
 import os
 import re
 import secrets
+import signal
 import textwrap
 import weakref
 from collections.abc import Sequence
@@ -69,7 +83,13 @@ from dataclasses import dataclass, replace
 
 from tts_graph.errors import ConfigError
 from tts_graph.verifiers.base import Problem, Verdict
-from tts_graph.verifiers.sandbox import BackendName, SandboxLimits, run_python
+from tts_graph.verifiers.sandbox import (
+    SandboxLimits,
+    SandboxName,
+    SandboxResult,
+    check_sandbox,
+    start_python,
+)
 
 __all__ = ["CodeTests", "CodeVerifier", "extract_code"]
 
@@ -84,8 +104,9 @@ class CodeTests:
     ``assert entry_point(...) == ...`` lines (MBPP style) work too. ``prompt`` is the trusted
     code the candidate completes: prepended when the candidate is only a function body, executed
     before it otherwise (for imports and helpers), and available to the tests. Both ``test`` and
-    ``prompt`` are trusted: they run in the harness, outside the candidate's process (still
-    inside the sandbox). ``timeout_s`` is the wall-clock and CPU limit for the whole check.
+    ``prompt`` are trusted. ``test`` runs in a sandbox of its own and never reaches the
+    candidate's process; ``prompt`` is public and runs in both. ``timeout_s`` is the
+    wall-clock and CPU limit for the whole check.
 
     >>> CodeTests(test="assert inc(1) == 2", entry_point="inc").timeout_s
     10.0
@@ -133,12 +154,9 @@ def extract_code(text: str, *, entry_point: str | None = None) -> str:
     return pool[-1]
 
 
-# Runs inside the sandbox. Trusted: it never executes candidate code (the forked worker does).
-_HARNESS = r'''
-import _signal, builtins, marshal, os
-
-# _signal, not signal: importing signal pulls in enum, a few ms per check
-_SIGNALS = {getattr(_signal, n): n for n in reversed(dir(_signal)) if n[:3] == "SIG" and n[3] != "_"}
+# Framing and error text, shared by the worker and the harness.
+_PROTOCOL = r"""
+import marshal, os
 
 def _read(fd, n):
     data = b""
@@ -165,17 +183,24 @@ def _text(exc):
         return "".join(str(exc))[:1000]
     except BaseException:
         return "<unprintable>"
+"""
 
-def _worker(prompt, program, entry, calls, replies):
+# Runs the candidate, in a sandbox of its own. Its stdin holds only what the candidate may see:
+# the prompt, its own code, the function's name and the numbers of its two RPC descriptors.
+_WORKER = (
+    _PROTOCOL
+    + r"""
+def _serve():
+    data = b""
+    while chunk := os.read(0, 1 << 16):
+        data += chunk
+    prompt, program, entry, calls, replies = marshal.loads(data)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
-    os.dup2(2, 1)
-    for fd in range(3, 256):
-        if fd not in (calls, replies):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    os.dup2(2, 1)  # what the candidate prints is never read as a result
+    os.close(null)
+    import sys
+    sys.stdout.reconfigure(line_buffering=True)  # the worker is killed, not flushed, at the end
     ns = {"__name__": "__candidate__"}
     try:
         if prompt:
@@ -207,34 +232,37 @@ def _worker(prompt, program, entry, calls, replies):
                 data = marshal.dumps(("raise", "Exception", "<unprintable>"))
         _send(replies, data)
 
+_serve()
+"""
+)
+
 _DIED = "the candidate's process died or closed its pipe"
 _ENDED = "the candidate's process ended before the tests ran"
 
+# Runs the tests, in another sandbox. Trusted: it never executes candidate code, and reaches the
+# candidate only through the worker's pipes.
+_HARNESS = (
+    _PROTOCOL
+    + f"_DIED = {_DIED!r}\n_ENDED = {_ENDED!r}\n"
+    + r"""
+import builtins
+
 class _Gone(BaseException):
-    """The worker died or broke the protocol; not an Exception, so tests cannot swallow it."""
+    # The worker died or broke the protocol; not an Exception, so tests cannot swallow it.
+    pass
 
 def _main():
     size = int.from_bytes(_read(0, 8), "big")
-    harness_prompt, worker_prompt, program, test, entry = marshal.loads(_read(0, size))
+    prompt, test, entry, calls_w, replies_r = marshal.loads(_read(0, size))
+    nonce = b""
+    while chunk := os.read(0, 256):
+        nonce += chunk
     ns = {"__name__": "__tests__"}
-    try:  # before the fork, so that the worker inherits the modules the prompt imports
-        exec(compile(harness_prompt, "<prompt>", "exec"), ns)
+    try:
+        exec(compile(prompt, "<prompt>", "exec"), ns)
         broken = None
     except BaseException as exc:
         broken = ("tests", type(exc).__name__, _text(exc))
-    calls_r, calls_w = os.pipe()
-    replies_r, replies_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _worker(worker_prompt, program, entry, calls_r, replies_w)
-        finally:
-            os._exit(1)
-    os.close(calls_r)
-    os.close(replies_w)
-    nonce = b""
-    while chunk := os.read(0, 256):  # read only now: the worker never had the nonce in memory
-        nonce += chunk
     gone = []
 
     def candidate(*args, **kwargs):
@@ -292,24 +320,16 @@ def _main():
         outcome = first
     else:
         outcome = ("died", "", _ENDED)
-    os.close(calls_w)
-    try:
-        os.kill(pid, _signal.SIGKILL)
-    except OSError:
-        pass
-    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if outcome[0] == "died" and outcome[2] in (_DIED, _ENDED):  # it ended on its own: say how
-        if status == -_signal.SIGXCPU:
-            outcome = ("died", "", "CPU time limit exceeded")
-        elif status < 0 and status != -_signal.SIGKILL:
-            outcome = ("died", "", "%s (%s)" % (outcome[2], _SIGNALS.get(-status, -status)))
-        elif status >= 0:
-            outcome = ("died", "", "%s (exit code %d)" % (outcome[2], status))
     os.write(1, ("\n" + repr((nonce.decode(),) + outcome) + "\n").encode())
     os._exit(0)
 
 _main()
-'''
+"""
+)
+
+# How long a worker that closed its pipe may take to exit, so that the verdict can say how it
+# ended; also how much longer than the harness a worker may live at most.
+_GRACE_S = 1.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -354,14 +374,41 @@ def _outcome(stdout: str, nonce: str) -> tuple[str, str, str] | None:
     return report[1], report[2], report[3]
 
 
+def _how_it_ended(message: str, worker: SandboxResult) -> str:
+    """What the worker's own end says about a pipe that closed under the harness."""
+    if worker.output_exceeded:
+        return "output limit exceeded"
+    if worker.stopped or worker.timed_out:  # still running when the harness ended: no news
+        return message
+    sig = worker.signal
+    # No one here sent it SIGKILL, and as PID 1 of its namespace under bubblewrap it cannot get
+    # one from its own processes: it came from the kernel, at the hard CPU limit (SIGXCPU, the
+    # soft one, does not reach a namespace's PID 1).
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and worker.sandbox == "bwrap"):
+        return "CPU time limit exceeded"
+    if sig is not None:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"{message} ({name})"
+    return f"{message} (exit code {worker.exit_code})"
+
+
 class CodeVerifier:
     """Runs each candidate's code against :class:`CodeTests` in a sandbox (name ``"code"``).
 
-    ``problem.reference`` must be a :class:`CodeTests`. At most ``concurrency`` sandboxes run at
-    once (default: the CPU count). ``limits`` sets memory, processes, output and file size; the
-    time limits come from :attr:`CodeTests.timeout_s`. Reasons include ``"passed all tests"``,
-    ``"AssertionError in tests: ..."``, ``"timed out after 10s"``, ``"memory limit exceeded"``,
-    ``"output limit exceeded"`` and ``"no code found"``.
+    ``problem.reference`` must be a :class:`CodeTests`. At most ``concurrency`` checks run at
+    once (default: the CPU count; each check uses two sandboxes). ``limits`` sets memory,
+    processes, output and file size; the time limits come from :attr:`CodeTests.timeout_s`.
+    Reasons include ``"passed all tests"``, ``"AssertionError in tests: ..."``, ``"timed out
+    after 10s"``, ``"memory limit exceeded"``, ``"output limit exceeded"`` and ``"no code
+    found"``.
+
+    ``sandbox`` is ``"auto"`` or ``"bwrap"`` (bubblewrap; without a usable one, construction or
+    the first check raises :class:`~tts_graph.errors.ConfigError` saying how to install it) or
+    ``"unsafe-subprocess"``, which isolates nothing and is only for trusted code: no default,
+    spec or CLI option picks it unless it is named.
 
     >>> import asyncio
     >>> from tts_graph.verifiers.base import Problem
@@ -378,14 +425,13 @@ class CodeVerifier:
         *,
         limits: SandboxLimits = SandboxLimits(),
         concurrency: int | None = None,
-        backend: BackendName = "auto",
+        sandbox: SandboxName = "auto",
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
-        if backend not in ("auto", "bwrap", "fallback"):
-            raise ConfigError(f"unknown backend {backend!r}; choose 'auto', 'bwrap' or 'fallback'")
+        check_sandbox(sandbox)
         self.limits = limits
-        self.backend: BackendName = backend
+        self.sandbox: SandboxName = sandbox
         self.concurrency = concurrency or os.cpu_count() or 1
         # One semaphore per event loop: an asyncio.Semaphore is bound to the loop it first waits in.
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
@@ -395,7 +441,7 @@ class CodeVerifier:
         """One verdict per candidate, in order; a hostile or broken candidate just fails.
 
         Raises :class:`~tts_graph.errors.ConfigError` if ``problem.reference`` is not
-        :class:`CodeTests` (a wiring mistake, not a bad candidate).
+        :class:`CodeTests` (a wiring mistake, not a bad candidate), or if the sandbox cannot run.
         """
         tests = problem.reference
         if not isinstance(tests, CodeTests):
@@ -422,29 +468,86 @@ class CodeVerifier:
             worker_prompt, program = prompt, code
         else:  # a bare body that continues the prompt's signature
             worker_prompt, program = "", tests.prompt + code
-        payload = marshal.dumps((prompt, worker_prompt, program, tests.test, tests.entry_point))
         nonce = secrets.token_hex(16)
-        stdin = len(payload).to_bytes(8, "big") + payload + nonce.encode()
         limits = replace(self.limits, wall_s=tests.timeout_s, cpu_s=tests.timeout_s)
         loop = asyncio.get_running_loop()
         semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.concurrency))
         async with semaphore:
-            result = await run_python(_HARNESS, stdin=stdin, limits=limits, backend=self.backend)
+            harness, worker = await self._sandboxed(
+                (worker_prompt, program, tests.entry_point),
+                (prompt, tests.test, tests.entry_point),
+                nonce,
+                limits,
+            )
         details = {
-            "backend": result.backend,
-            "duration_s": round(result.duration_s, 4),
-            "exit_code": result.exit_code,
-            "stderr": result.stderr[-2000:],
+            "sandbox": harness.sandbox,
+            "duration_s": round(harness.duration_s, 4),
+            "exit_code": harness.exit_code,
+            "worker_exit_code": worker.exit_code,
+            "stderr": (worker.stderr + harness.stderr)[-2000:],
         }
-        if result.timed_out:
+        if harness.timed_out:
             return Verdict.failure(f"timed out after {tests.timeout_s:g}s", **details)
-        if result.output_exceeded:
+        if harness.output_exceeded:
             return Verdict.failure("output limit exceeded", **details)
-        outcome = _outcome(result.stdout, nonce)
-        if outcome is None or result.exit_code != 0:
+        outcome = _outcome(harness.stdout, nonce)
+        if outcome is None or harness.exit_code != 0:
             return Verdict.failure(
-                f"the sandbox ended without a result (exit code {result.exit_code})", **details
+                f"the sandbox ended without a result (exit code {harness.exit_code})", **details
             )
         if outcome[0] == "passed":
             return Verdict(passed=True, score=1.0, reason="passed all tests", details=details)
+        if outcome[0] == "died" and outcome[2] in (_DIED, _ENDED):
+            outcome = ("died", "", _how_it_ended(outcome[2], worker))
         return Verdict.failure(_reason(outcome, tests.timeout_s), **details)
+
+    async def _sandboxed(
+        self,
+        worker_input: tuple[str, str, str],
+        harness_input: tuple[str, str, str],
+        nonce: str,
+        limits: SandboxLimits,
+    ) -> tuple[SandboxResult, SandboxResult]:
+        # The candidate runs in a sandbox of its own, started from here: its process never holds
+        # the tests or the nonce, not even in memory inherited from a fork, and shares no PID
+        # namespace, filesystem or descriptor with the harness except its two RPC pipes.
+        calls_r, calls_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        ours = {calls_r, calls_w, replies_r, replies_w}
+
+        def close(*fds: int) -> None:  # each exactly once: a reused number may be someone else's
+            for fd in fds:
+                if fd in ours:
+                    ours.discard(fd)
+                    os.close(fd)
+
+        worker_stdin = marshal.dumps((*worker_input, calls_r, replies_w))
+        payload = marshal.dumps((*harness_input, calls_w, replies_r))
+        harness_stdin = len(payload).to_bytes(8, "big") + payload + nonce.encode()
+        try:
+            async with start_python(
+                _WORKER,
+                stdin=worker_stdin,
+                limits=replace(limits, wall_s=limits.wall_s + _GRACE_S),
+                sandbox=self.sandbox,
+                pass_fds=(calls_r, replies_w),
+            ) as worker:
+                close(calls_r, replies_w)
+                async with start_python(
+                    _HARNESS,
+                    stdin=harness_stdin,
+                    limits=limits,
+                    sandbox=self.sandbox,
+                    pass_fds=(calls_w, replies_r),
+                ) as run:
+                    close(calls_w, replies_r)
+                    harness = await run.wait()
+                outcome = _outcome(harness.stdout, nonce)
+                # A worker whose pipe closed is likely exiting: its exit status explains the
+                # verdict. Otherwise the tests are over and it has nothing left to do.
+                died = (
+                    outcome is not None and outcome[0] == "died" and outcome[2] in (_DIED, _ENDED)
+                )
+                return harness, await worker.wait(stop_after=_GRACE_S if died else 0)
+        finally:
+            close(*list(ours))

