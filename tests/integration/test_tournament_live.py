@@ -52,7 +52,8 @@ async def test_knockout_of_four_distinct_candidates(backend):
 async def test_identical_answers_among_four_need_fewer_calls(backend):
     judge = judge_for(backend)
     pool = candidates("7 + 5 = 12.", "The answer is 12.", "7 + 5 = 13.", "7 + 5 = 75.")
-    out = await make_tournament_node(judge, k=2)({"question": QUESTION, "candidates": pool})
+    node = make_tournament_node(judge, k=2, extract="default")  # a math task: answers decide
+    out = await node({"question": QUESTION, "candidates": pool})
     record = out["decisions"][0]
     assert record["bracket"][0]["matches"][0]["identical"] is True
     assert judge.calls == record["judge_calls"] == 4
