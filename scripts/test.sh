@@ -13,6 +13,7 @@ export HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 # pytest exits 5 when it collected no test; `set -e` turns that (and any other failure) into a
 # failed run, and the count check below refuses a run in which nothing actually passed.
 report=$(mktemp)
+trap 'rm -f "$report"' EXIT
 .venv/bin/python -m pytest -p no:cacheprovider "$@" | tee "$report"
 if ! grep -Eq '[0-9]+ passed' "$report"; then
     echo "error: the test run passed no test" >&2

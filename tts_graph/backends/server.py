@@ -180,10 +180,10 @@ class VLLMServer:
             self.model_path = str(local.resolve())
             self.model_params = count_parameters(local)
 
-    def start(self) -> VLLMServer:
-        """Start the process and block until ``/health`` answers 200."""
-        if self._process is not None:
-            raise ServerStartError("this server is already started; call stop() first")
+    def check_can_start(self) -> None:
+        """Raise :class:`ServerStartError` now for what would make :meth:`start` fail at once
+        (vLLM missing, port in use), so a caller can report it before slow preparation such as
+        converting the embedded model."""
         if importlib.util.find_spec("vllm") is None:
             raise ServerStartError(
                 "vLLM is not installed in this environment; install it with "
@@ -195,6 +195,12 @@ class VLLMServer:
                 f"port {self.port} on {self.config.host} is already in use; choose another "
                 "with --port, or pass --base-url to use the server that is running there"
             )
+
+    def start(self) -> VLLMServer:
+        """Start the process and block until ``/health`` answers 200."""
+        if self._process is not None:
+            raise ServerStartError("this server is already started; call stop() first")
+        self.check_can_start()
         cmd = self.command()
         env = {**os.environ, **_CPU_ENV}
         if self._log_path is None:
