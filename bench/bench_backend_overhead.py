@@ -23,7 +23,8 @@ import time
 
 import openai
 
-from tts_graph import GenerationRequest, SamplingParams, VLLMBackend, create_best_of_n_graph
+from tts_graph import SamplingParams, VLLMBackend, create_best_of_n_graph
+from tts_graph.backends import GenerationRequest
 from tts_graph.backends.server import ServerConfig, VLLMServer
 from tts_graph.prompts import question_prompt
 

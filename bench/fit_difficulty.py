@@ -19,7 +19,8 @@ import statistics
 import warnings
 from pathlib import Path
 
-from tts_graph import GenerationRequest, SamplingParams, VLLMBackend
+from tts_graph import SamplingParams, VLLMBackend
+from tts_graph.backends import GenerationRequest
 from tts_graph.backends.server import ServerConfig, VLLMServer
 from tts_graph.nodes.difficulty import ESTIMATORS, DifficultyBins, Probe, auroc
 from tts_graph.prompts import question_prompt

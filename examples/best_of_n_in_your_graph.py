@@ -14,18 +14,10 @@ from typing import Annotated, Any
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from tts_graph import (
-    Budget,
-    Candidate,
-    SamplingParams,
-    StateKeys,
-    Usage,
-    VLLMBackend,
-    make_fanout_node,
-    make_select_node,
-)
+from tts_graph import Budget, Candidate, SamplingParams, StateKeys, Usage, VLLMBackend
 from tts_graph.budget import add_usage
 from tts_graph.ledger import Ledger, share_ledger
+from tts_graph.nodes import make_fanout_node, make_select_node
 from tts_graph.state import merge_candidates
 
 from _run import run, stream
@@ -62,7 +54,7 @@ async def main(base_url: str) -> None:
             backend, n=6, sampling=SamplingParams(max_tokens=64, logprobs=True), keys=keys
         ),
     )
-    builder.add_node("vote", make_select_node(rule="majority", keys=keys))
+    builder.add_node("vote", make_select_node(select="majority", keys=keys))
     builder.add_node("report", report)
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "vote")

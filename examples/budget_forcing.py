@@ -7,7 +7,8 @@ the prompt asks it to use <think> ... </think>, and the decision says if it igno
 
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import TTSState, VLLMBackend, make_select_node
+from tts_graph import TTSState, VLLMBackend
+from tts_graph.nodes import make_select_node
 from tts_graph.nodes.forcing import make_budget_forcing_node
 
 from _run import run, stream

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import SamplingParams, TTSState, VLLMBackend, make_fanout_node, make_select_node
+from tts_graph import SamplingParams, TTSState, VLLMBackend
+from tts_graph.nodes import make_fanout_node, make_select_node
 from tts_graph.nodes.difficulty import make_difficulty_node
 
 from _run import run, stream
@@ -22,7 +23,7 @@ async def main(base_url: str) -> None:
     backend = VLLMBackend(base_url)
     short = SamplingParams(temperature=0.7, max_tokens=64, logprobs=True)
     builder = StateGraph(TTSState)
-    builder.add_node("probe", make_difficulty_node(backend, k=4, sampling=short))
+    builder.add_node("probe", make_difficulty_node(backend, n=4, sampling=short))
     builder.add_node("more", make_fanout_node(backend, n=8, sampling=short))
     builder.add_node("vote", make_select_node())
     builder.add_edge(START, "probe")

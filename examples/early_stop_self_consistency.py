@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import Budget, SamplingParams, TTSState, VLLMBackend, make_select_node
+from tts_graph import Budget, SamplingParams, TTSState, VLLMBackend
+from tts_graph.nodes import make_select_node
 from tts_graph.nodes.consistency import make_consistency_node
 from tts_graph.prompts import question_prompt
 
@@ -32,7 +33,7 @@ async def main(base_url: str) -> None:
             prompt=question_prompt(system="Answer briefly. End with 'Answer: <number>'."),
         ),
     )
-    builder.add_node("vote", make_select_node(rule="majority"))
+    builder.add_node("vote", make_select_node(select="majority"))
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "vote")
     builder.add_edge("vote", END)

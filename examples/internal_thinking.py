@@ -7,7 +7,8 @@ falls back to client-side budget forcing and says so in its decision.
 
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import TTSState, VLLMBackend, make_select_node
+from tts_graph import TTSState, VLLMBackend
+from tts_graph.nodes import make_select_node
 from tts_graph.nodes.thinking import make_thinking_node
 
 from _run import run, stream

@@ -6,8 +6,8 @@ as it exists, then pick the best verified one.
 
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import SamplingParams, TTSState, VLLMBackend, make_select_node
-from tts_graph.nodes.fanout import Branch, add_send_fanout
+from tts_graph import SamplingParams, TTSState, VLLMBackend
+from tts_graph.nodes import Branch, add_send_fanout, make_select_node
 from tts_graph.verifiers.math import NumericVerifier
 
 from _run import run, stream
@@ -21,7 +21,7 @@ async def main(base_url: str) -> None:
         sampling=SamplingParams(max_tokens=48, logprobs=True), verifier=NumericVerifier(),
         source=START, target="select",
     )  # fmt: skip
-    builder.add_node("select", make_select_node(rule="best_score"))
+    builder.add_node("select", make_select_node(select="best_score"))
     builder.add_edge("select", END)
     final = await stream(builder.compile(), {"question": "What is 9+6?", "reference": "15"})
     for c in final["candidates"]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import Budget, SamplingParams, TTSState, VLLMBackend, make_fanout_node
+from tts_graph import Budget, SamplingParams, TTSState, VLLMBackend
+from tts_graph.nodes import make_fanout_node
 from tts_graph.nodes.tournament import make_tournament_node
 from tts_graph.prompts import question_prompt
 from tts_graph.verifiers.judge import LLMJudge
@@ -30,7 +31,7 @@ async def main(base_url: str) -> None:
         "sample",
         make_fanout_node(backend, n=4, sampling=SamplingParams(max_tokens=32), prompt=brief),
     )
-    builder.add_node("tournament", make_tournament_node(judge, mode="knockout", k=2))
+    builder.add_node("tournament", make_tournament_node(judge, mode="knockout", judgements=2))
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "tournament")
     builder.add_edge("tournament", END)

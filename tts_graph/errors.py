@@ -8,7 +8,7 @@ be right, so the CLI can print it as one line.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 __all__ = [
     "BackendError",
@@ -17,6 +17,7 @@ __all__ = [
     "EngineDeadError",
     "ServerStartError",
     "TTSGraphError",
+    "check_choice",
 ]
 
 
@@ -82,3 +83,19 @@ class BudgetExhausted(TTSGraphError):
 
 def _rebuild(cls: type[TTSGraphError], message: str, kwargs: dict[str, Any]) -> TTSGraphError:
     return cls(message, **kwargs)
+
+
+def check_choice(option: str, value: object, choices: object) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of the ``Literal`` type ``choices``;
+    the message lists them (options are checked against their types, not hand-copied lists).
+
+    >>> from typing import Literal
+    >>> check_choice("mode", "swiss", Literal["knockout", "league"])
+    Traceback (most recent call last):
+    ...
+    tts_graph.errors.ConfigError: unknown mode 'swiss'; choose one of: knockout, league
+    """
+    allowed = get_args(choices)
+    if value not in allowed:
+        listed = ", ".join(str(a) for a in allowed)
+        raise ConfigError(f"unknown {option} {value!r}; choose one of: {listed}")

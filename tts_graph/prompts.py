@@ -1,13 +1,29 @@
-"""Default prompts. Every node takes its own prompt function; these are the defaults."""
+"""How a node's request is built from the state: the default prompt, the question a verifier or
+judge sees, and the tools bound to the run.
+
+Two kinds of state, one rule: a state with a ``question`` is asked that question (after the
+default system prompt); a state without one but with ``messages`` is a conversation, which is
+sent as it is (its own system message, turns and tool results included).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tts_graph.backends.base import Message
+from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "PromptFn", "question_prompt"]
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "TOOLS_CONFIG_KEY",
+    "PromptFn",
+    "question_of",
+    "question_prompt",
+    "run_tools",
+    "to_chat_messages",
+]
+
+Message = Mapping[str, Any]
 
 PromptFn = Callable[[Mapping[str, Any]], list[Message]]
 """Builds the chat messages of a request from the graph state."""
@@ -17,19 +33,82 @@ DEFAULT_SYSTEM_PROMPT = (
     "'Answer: <final answer>'."
 )
 
+TOOLS_CONFIG_KEY = "tts_graph_tools"
+"""``config["configurable"][TOOLS_CONFIG_KEY]``: the tools (OpenAI format) a run's requests
+offer the model; :class:`~tts_graph.integrations.chat_model.TTSChatModel` sets it from
+``bind_tools``."""
 
-def question_prompt(system: str | None = DEFAULT_SYSTEM_PROMPT, key: str = "question") -> PromptFn:
-    """A prompt function: an optional system message, then the state's question as the user turn.
+
+def to_chat_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """LangChain messages as chat-completion messages (roles, tool calls and tool results)."""
+    converted = convert_to_openai_messages(list(messages))
+    return [dict(m) for m in converted]
+
+
+def _conversation(state: Mapping[str, Any], messages_key: str) -> list[BaseMessage] | None:
+    messages = state.get(messages_key)
+    if isinstance(messages, list) and messages:
+        return messages
+    return None
+
+
+def question_prompt(
+    system: str | None = DEFAULT_SYSTEM_PROMPT,
+    key: str = "question",
+    messages_key: str = "messages",
+) -> PromptFn:
+    """A prompt function: an optional system message, then the state's question as the user turn;
+    for a state without a question, the conversation under ``messages_key`` as it is.
 
     >>> question_prompt()({"question": "What is 7+5?"})[-1]
     {'role': 'user', 'content': 'What is 7+5?'}
+    >>> from langchain_core.messages import HumanMessage
+    >>> question_prompt()({"messages": [HumanMessage("Hi")]})
+    [{'role': 'user', 'content': 'Hi'}]
     """
 
     def build(state: Mapping[str, Any]) -> list[Message]:
-        messages: list[Message] = []
+        if key not in state and (messages := _conversation(state, messages_key)) is not None:
+            return to_chat_messages(messages)
+        if key not in state:
+            raise KeyError(
+                f"the state has neither a {key!r} key nor a non-empty {messages_key!r} list; "
+                "give the graph one, or rename them with keys=StateKeys(...)"
+            )
+        prompt: list[Message] = []
         if system:
-            messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": str(state[key])})
-        return messages
+            prompt.append({"role": "system", "content": system})
+        prompt.append({"role": "user", "content": str(state[key])})
+        return prompt
 
     return build
+
+
+def question_of(
+    state: Mapping[str, Any], key: str = "question", messages_key: str = "messages"
+) -> str:
+    """The question a verifier or judge is shown: the state's question, else the text of the
+    conversation's last human turn.
+
+    >>> from langchain_core.messages import AIMessage, HumanMessage
+    >>> question_of({"messages": [HumanMessage("7+5?"), AIMessage("12")]})
+    '7+5?'
+    """
+    if key in state:
+        return str(state[key])
+    for message in reversed(_conversation(state, messages_key) or []):
+        if message.type == "human":
+            return message.text
+    return ""
+
+
+def run_tools() -> list[dict[str, Any]]:
+    """The tools bound to the current run (see :data:`TOOLS_CONFIG_KEY`), or none."""
+    from langgraph.config import get_config
+
+    try:
+        config = get_config()
+    except RuntimeError:
+        return []
+    tools = (config.get("configurable") or {}).get(TOOLS_CONFIG_KEY) or []
+    return [dict(t) for t in tools]

@@ -8,10 +8,11 @@ import re
 
 import httpx
 
-from tts_graph import Budget, create_best_of_n_graph, make_budget_forcing_node
+from tts_graph import Budget, create_best_of_n_graph
 from tts_graph.backends.base import GenerationRequest, SamplingParams
 from tts_graph.ledger import Ledger
 from tts_graph.metering import spending
+from tts_graph.nodes import make_budget_forcing_node
 
 QUESTION = [{"role": "user", "content": "What is 7+5?"}]
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from tts_graph.backends.server import free_port
+from tts_graph.candidate import Candidate
 from tts_graph.nodes.select import majority_vote
-from tts_graph.state import Candidate
 
 CLI = [sys.executable, "-m", "tts_graph.cli"]
 

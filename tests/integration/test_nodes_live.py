@@ -3,12 +3,11 @@
 from langgraph.graph import END, START, StateGraph
 
 from tts_graph import SamplingParams, TTSState
+from tts_graph.nodes import Branch, add_send_fanout, make_fanout_node
 from tts_graph.nodes.difficulty import make_difficulty_node
-from tts_graph.nodes.fanout import Branch, add_send_fanout, make_fanout_node
 from tts_graph.nodes.revision import make_self_refine_node
 from tts_graph.nodes.select import make_select_node
 from tts_graph.nodes.thinking import make_thinking_node
-from tts_graph.state import as_node
 
 QUESTION = {"question": "What is 7+5?"}
 SHORT = SamplingParams(temperature=0.9, max_tokens=32, logprobs=True)
@@ -29,7 +28,7 @@ async def test_send_fanout_gives_n_distinct_seeded_candidates_and_sums_their_usa
     add_send_fanout(builder, backend, n=4, sampling=SHORT, seed=20,
                     branches=[Branch(temperature=0.0), Branch(temperature=1.0)],
                     source=START, target="select")  # fmt: skip
-    builder.add_node("select", as_node(make_select_node()))
+    builder.add_node("select", make_select_node())
     builder.add_edge("select", END)
     state = await builder.compile().ainvoke(QUESTION)
     cands = state["candidates"]
@@ -44,7 +43,7 @@ async def test_send_fanout_gives_n_distinct_seeded_candidates_and_sums_their_usa
 
 
 async def test_difficulty_probe_scores_bins_and_keeps_its_samples(backend):
-    out = await make_difficulty_node(backend, k=4, sampling=SHORT)(QUESTION)
+    out = await make_difficulty_node(backend, n=4, sampling=SHORT)(QUESTION)
     d = out["difficulty"]
     assert 0.0 <= d["score"] <= 0.75  # k=4: at most 3 of 4 answers disagree with the top one
     assert d["bin"] in ("easy", "medium", "hard")

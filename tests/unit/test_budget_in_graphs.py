@@ -7,13 +7,11 @@ import random
 import pytest
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import (
-    Budget,
-    BudgetExhausted,
-    ConfigError,
-    TTSState,
+from tts_graph import Budget, BudgetExhausted, ConfigError, TTSState, create_best_of_n_graph
+from tts_graph.candidate import Candidate
+from tts_graph.errors import BackendError
+from tts_graph.nodes import (
     add_send_fanout,
-    create_best_of_n_graph,
     make_budget_forcing_node,
     make_consistency_node,
     make_difficulty_node,
@@ -24,8 +22,6 @@ from tts_graph import (
     make_tournament_node,
     make_verify_node,
 )
-from tts_graph.errors import BackendError
-from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.judge import LLMJudge
 
@@ -199,8 +195,8 @@ def strict_cases():
         "forcing": (make_budget_forcing_node(fake, n=4, max_thinking_tokens=64), []),
         "thinking": (make_thinking_node(fake, n=8), []),
         "self_refine": (make_self_refine_node(fake, rounds=4), []),
-        "difficulty": (make_difficulty_node(fake, k=8), []),
-        "tournament": (make_tournament_node(judge, k=4), existing),
+        "difficulty": (make_difficulty_node(fake, n=8), []),
+        "tournament": (make_tournament_node(judge, judgements=4), existing),
         "verify": (make_verify_node(judge), existing),
     }
 

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langgraph.graph import END, START, StateGraph
 
-from tts_graph import (
-    Budget,
-    TTSState,
+from tts_graph import Budget, TTSState
+from tts_graph.backends.base import SamplingParams
+from tts_graph.nodes import (
     add_send_fanout,
     make_budget_forcing_node,
     make_consistency_node,
@@ -22,7 +22,6 @@ from tts_graph import (
     make_tournament_node,
     make_verify_node,
 )
-from tts_graph.backends.base import SamplingParams
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.judge import LLMJudge
 
@@ -65,7 +64,7 @@ def producer(kind: str, backend: FakeBackend, i: int, builder: StateGraph) -> st
         "refine": lambda: make_self_refine_node(
             backend, rounds=2, sampling=sampling, finalize=False, name=name
         ),
-        "difficulty": lambda: make_difficulty_node(backend, k=4, sampling=sampling, name=name),
+        "difficulty": lambda: make_difficulty_node(backend, n=4, sampling=sampling, name=name),
         "thinking": lambda: make_thinking_node(backend, n=2, sampling=sampling, name=name),
     }
     if kind == "send":
@@ -91,7 +90,7 @@ def build(kinds: list[str], finisher: str, seed: int):
         builder.add_edge("verify", "select")
         builder.add_edge("select", END)
     elif finisher == "tournament":
-        builder.add_node("tournament", make_tournament_node(judge, k=2))
+        builder.add_node("tournament", make_tournament_node(judge, judgements=2))
         builder.add_edge("join", "tournament")
         builder.add_edge("tournament", END)
     else:

@@ -15,6 +15,7 @@ from tts_graph import (
     TTSState,
     Usage,
 )
+from tts_graph.candidate import Candidate
 from tts_graph.errors import BackendError
 from tts_graph.nodes.consistency import (
     _regularized_beta,
@@ -22,7 +23,6 @@ from tts_graph.nodes.consistency import (
     prob_top_stays_on_top,
 )
 from tts_graph.nodes.select import make_select_node
-from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 
 
@@ -236,7 +236,7 @@ async def test_in_a_graph_selection_votes_and_rounds_are_streamed():
     def build(backend):
         builder = StateGraph(TTSState)
         builder.add_node("sample", make_consistency_node(backend, stop="beta"))
-        builder.add_node("vote", make_select_node(rule="majority"))
+        builder.add_node("vote", make_select_node(select="majority"))
         builder.add_edge(START, "sample")
         builder.add_edge("sample", "vote")
         builder.add_edge("vote", END)

@@ -6,6 +6,7 @@ import pytest
 
 from tts_graph import Budget, BudgetExhausted, ConfigError
 from tts_graph.backends.base import Completion, TokenLogprob
+from tts_graph.candidate import Candidate
 from tts_graph.nodes.difficulty import (
     DifficultyBins,
     Probe,
@@ -17,7 +18,6 @@ from tts_graph.nodes.difficulty import (
     logprob_score,
     make_difficulty_node,
 )
-from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 
 
@@ -93,7 +93,7 @@ def test_auroc():
 
 async def test_node_probes_once_scores_bins_and_keeps_the_samples():
     backend = FakeBackend(lambda r, i: f"Answer: {[12, 12, 12, 13][i]}")
-    node = make_difficulty_node(backend, k=4, seed=9)
+    node = make_difficulty_node(backend, n=4, seed=9)
     out = await node({"question": "7+5?", "candidates": [Candidate(index=0, text="old")]})
     assert len(backend.requests) == 1
     assert backend.requests[0].n == 4
@@ -136,7 +136,7 @@ def rating_backend():
 
 async def test_self_rating_adds_its_call_to_the_run_not_to_the_estimator():
     backend = rating_backend()
-    node = make_difficulty_node(backend, k=2, estimator=SelfRating(backend))
+    node = make_difficulty_node(backend, n=2, estimator=SelfRating(backend))
     for _ in range(3):  # the same estimator object in three runs: two calls each
         out = await node({"question": "q"})
         assert out["difficulty"]["score"] == 1.0
@@ -148,7 +148,7 @@ async def test_self_rating_adds_its_call_to_the_run_not_to_the_estimator():
 
 async def test_self_rating_is_held_to_the_budget():
     backend = rating_backend()
-    node = make_difficulty_node(backend, k=2, estimator=SelfRating(backend))
+    node = make_difficulty_node(backend, n=2, estimator=SelfRating(backend))
     out = await node({"question": "q", "budget": Budget(max_calls=1)})
     assert len(backend.requests) == 1 and out["usage"].calls == 1
     assert out["difficulty"]["score"] is None and out["difficulty"]["bin"] is None
@@ -158,7 +158,7 @@ async def test_self_rating_is_held_to_the_budget():
 
 async def test_budget_cut_and_strict_mode():
     backend = FakeBackend(lambda r, i: "Answer: 1")
-    node = make_difficulty_node(backend, k=4)
+    node = make_difficulty_node(backend, n=4)
     out = await node({"question": "q", "budget": Budget(max_total_tokens=20)})
     assert out["difficulty"] is None
     assert backend.requests == []

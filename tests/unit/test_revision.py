@@ -3,8 +3,8 @@
 import pytest
 
 from tts_graph import Budget, BudgetExhausted, ConfigError
+from tts_graph.candidate import Candidate
 from tts_graph.nodes.revision import make_self_refine_node
-from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.registry import FunctionVerifier
 

@@ -6,9 +6,8 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 from tts_graph import Budget, BudgetExhausted, SamplingParams, TTSState
-from tts_graph.nodes.fanout import Branch, add_send_fanout
+from tts_graph.nodes import Branch, add_send_fanout
 from tts_graph.nodes.select import make_select_node
-from tts_graph.state import as_node
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.registry import FunctionVerifier
 
@@ -16,7 +15,7 @@ from tts_graph.verifiers.registry import FunctionVerifier
 def build(backend, **options):
     builder = StateGraph(TTSState)
     add_send_fanout(builder, backend, source=START, target="select", **options)
-    builder.add_node("select", as_node(make_select_node()))
+    builder.add_node("select", make_select_node())
     builder.add_edge("select", END)
     return builder.compile()
 
@@ -77,7 +76,7 @@ async def test_each_branch_verifies_its_own_candidate():
 
 
 async def test_index_continues_after_existing_candidates():
-    from tts_graph.state import Candidate
+    from tts_graph.candidate import Candidate
 
     backend = FakeBackend(lambda r, i: "Answer: 1")
     state = await build(backend, n=2).ainvoke(

@@ -7,9 +7,9 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 from tts_graph import Budget, BudgetExhausted, ConfigError, StateKeys, TTSState, Usage
+from tts_graph.candidate import Candidate
 from tts_graph.errors import BackendError
 from tts_graph.nodes.tournament import make_tournament_node
-from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.answer import extract_answer
 from tts_graph.verifiers.judge import LLMJudge, Preference
@@ -55,7 +55,7 @@ async def run(node, candidates, **state):
 @pytest.mark.parametrize("k", range(1, 5))
 async def test_knockout_makes_exactly_n_minus_1_times_k_calls_in_log2_rounds(n, k):
     judge = FakeJudge(prefers_larger)
-    out = await run(make_tournament_node(judge, k=k), cands(*range(n)))
+    out = await run(make_tournament_node(judge, judgements=k), cands(*range(n)))
     record = out["decisions"][0]
     assert len(judge.calls) == record["judge_calls"] == (n - 1) * k
     assert len(record["bracket"]) == math.ceil(math.log2(n))
@@ -68,7 +68,7 @@ async def test_knockout_makes_exactly_n_minus_1_times_k_calls_in_log2_rounds(n, 
 async def test_each_pair_sees_both_orders_half_the_time(k):
     judge = FakeJudge(prefers_larger)
     candidates = cands(*range(6))
-    await run(make_tournament_node(judge, k=k), candidates)
+    await run(make_tournament_node(judge, judgements=k), candidates)
     index_of = {c.text: c.index for c in candidates}
     shown = Counter((index_of[a], index_of[b]) for a, b in judge.calls)
     pairs = {tuple(sorted(p)) for p in shown}
@@ -83,7 +83,7 @@ async def test_each_pair_sees_both_orders_half_the_time(k):
     [(5, [(2, True), (1, True), (1, False)]), (7, [(3, True), (2, False), (1, False)])],
 )
 async def test_odd_candidates_get_byes(n, shape):
-    out = await run(make_tournament_node(FakeJudge(prefers_larger), k=1), cands(*range(n)))
+    out = await run(make_tournament_node(FakeJudge(prefers_larger), judgements=1), cands(*range(n)))
     bracket = out["decisions"][0]["bracket"]
     seen = []
     for rnd in bracket:
@@ -107,7 +107,7 @@ async def test_identical_answers_advance_without_judging_when_the_task_names_an_
         Candidate(index=2, text="13", answer="13"),
         Candidate(index=3, text="11", answer="11"),
     ]
-    out = await run(make_tournament_node(judge, k=2, extract=extract_answer), candidates)
+    out = await run(make_tournament_node(judge, judgements=2, extract=extract_answer), candidates)
     first = out["decisions"][0]["bracket"][0]["matches"][0]
     assert first["identical"] is True and first["winner"] == 0 and first["votes"] == [0, 0]
     assert len(judge.calls) == 2 * 2  # 2 of the 3 games judged
@@ -123,7 +123,7 @@ async def test_different_texts_with_the_same_extracted_answer_are_judged_by_defa
         Candidate(index=1, text=good, answer="1"),
     ]
     judge = FakeJudge(lambda a, b: "A" if "x - 1" in a else "B")
-    out = await run(make_tournament_node(judge, k=2), candidates)
+    out = await run(make_tournament_node(judge, judgements=2), candidates)
     assert len(judge.calls) == 2
     assert out["decisions"][0]["bracket"][0]["matches"][0]["identical"] is False
     assert out["response"] == good
@@ -135,7 +135,7 @@ async def test_texts_equal_up_to_case_spacing_and_final_period_are_identical():
         Candidate(index=0, text="The answer is 12."),
         Candidate(index=1, text="the  answer is 12"),
     ]
-    out = await run(make_tournament_node(judge, k=2), candidates)
+    out = await run(make_tournament_node(judge, judgements=2), candidates)
     assert judge.calls == []
     assert out["decisions"][0]["bracket"][0]["matches"][0]["identical"] is True
 
@@ -143,7 +143,7 @@ async def test_texts_equal_up_to_case_spacing_and_final_period_are_identical():
 async def test_identity_falls_back_to_stripped_text_without_answers():
     judge = FakeJudge(always_a)
     candidates = [Candidate(index=0, text="same "), Candidate(index=1, text=" same")]
-    out = await run(make_tournament_node(judge, k=2), candidates)
+    out = await run(make_tournament_node(judge, judgements=2), candidates)
     assert judge.calls == []
     assert out["response"] == "same "
 
@@ -153,7 +153,7 @@ async def test_same_texts_meeting_again_are_served_from_the_cache():
     texts = ["Answer: 5", "Answer: 9", "Answer: 1", "Answer: 5"]
     candidates = [Candidate(index=i, text=t) for i, t in enumerate(texts)]
     judge = FakeJudge(prefers_larger)
-    out = await run(make_tournament_node(judge, k=2), candidates)
+    out = await run(make_tournament_node(judge, judgements=2), candidates)
     record = out["decisions"][0]
     assert len(judge.calls) == len(set(judge.calls)) == 4
     assert record["cache_hits"] == 2 and record["judge_calls"] == 4
@@ -164,7 +164,7 @@ async def test_same_texts_meeting_again_are_served_from_the_cache():
 
 async def test_position_biased_judge_ties_every_game_and_scores_zero_consistency():
     judge = FakeJudge(always_a)
-    out = await run(make_tournament_node(judge, k=2, seed=3), cands(*range(8)))
+    out = await run(make_tournament_node(judge, judgements=2, seed=3), cands(*range(8)))
     record = out["decisions"][0]
     games = [m for rnd in record["bracket"] for m in rnd["matches"]]
     assert all(m["votes"] == [1, 1] and m["tie_break"] == "random" for m in games)
@@ -173,7 +173,7 @@ async def test_position_biased_judge_ties_every_game_and_scores_zero_consistency
 
 async def test_random_tie_breaks_are_reproducible_and_depend_on_the_seed():
     async def winner(seed):
-        node = make_tournament_node(FakeJudge(always_a), k=2, seed=seed)
+        node = make_tournament_node(FakeJudge(always_a), judgements=2, seed=seed)
         return (await run(node, cands(*range(8))))["decisions"][0]["winner"]
 
     first = [await winner(s) for s in range(10)]
@@ -187,7 +187,9 @@ async def test_consistent_judge_picks_the_correct_answer_with_consistency_one():
             return "A" if "12" in a else "B"
         return prefers_larger(a, b)
 
-    out = await run(make_tournament_node(FakeJudge(correct_first), k=4), cands(13, 15, 12, 11))
+    out = await run(
+        make_tournament_node(FakeJudge(correct_first), judgements=4), cands(13, 15, 12, 11)
+    )
     record = out["decisions"][0]
     assert out["answer"] == "12"
     assert out["response"] == "I think it is 12."
@@ -202,13 +204,13 @@ async def test_mixed_judge_consistency_is_the_agreeing_fraction():
             return "A" if value(a) == 0 else "B"
         return "A"
 
-    out = await run(make_tournament_node(FakeJudge(decide), k=2), cands(0, 1, 2, 3))
+    out = await run(make_tournament_node(FakeJudge(decide), judgements=2), cands(0, 1, 2, 3))
     assert out["decisions"][0]["consistency"] == pytest.approx(2 / 3)
 
 
 async def test_unparseable_replies_are_no_votes():
     judge = FakeJudge(lambda a, b: None)
-    out = await run(make_tournament_node(judge, k=3), cands(1, 2))
+    out = await run(make_tournament_node(judge, judgements=3), cands(1, 2))
     record = out["decisions"][0]
     (game,) = record["bracket"][0]["matches"]
     assert game["votes"] == [0, 0] and game["no_votes"] == 3 and game["tie_break"] == "random"
@@ -219,7 +221,7 @@ async def test_unparseable_replies_are_no_votes():
 async def test_one_sided_no_votes_leave_the_remaining_votes_to_decide():
     # Only the (B, A) order parses: 2 shown as A wins one vote; the other calls are no votes.
     judge = FakeJudge(lambda a, b: "A" if value(a) == 2 else None)
-    out = await run(make_tournament_node(judge, k=3), cands(1, 2))
+    out = await run(make_tournament_node(judge, judgements=3), cands(1, 2))
     (game,) = out["decisions"][0]["bracket"][0]["matches"]
     assert game["votes"] == [0, 1] and game["no_votes"] == 2
     assert out["answer"] == "2"
@@ -234,7 +236,7 @@ async def test_a_failing_judge_is_recorded_and_never_crashes_the_graph():
             return Preference(winner=prefers_larger(a, b), raw="", usage=CALL_USAGE)
 
     judge = Broken(prefers_larger)
-    out = await run(make_tournament_node(judge, k=2), cands(0, 1, 2, 3))
+    out = await run(make_tournament_node(judge, judgements=2), cands(0, 1, 2, 3))
     record = out["decisions"][0]
     errors = record["judge_errors"]
     assert len(errors) >= 2 and errors[0] == {"error": "judge server down", "retryable": True}
@@ -267,7 +269,7 @@ def graph_of(node):
 
 async def test_budget_stops_the_knockout_mid_bracket_and_the_best_survivor_wins():
     judge, backend = metered_judge(prefers_larger)
-    graph = graph_of(make_tournament_node(judge, k=2))
+    graph = graph_of(make_tournament_node(judge, judgements=2))
     # Round 1 needs 4 calls, round 2 two more: 5 calls fit round 1 and half of round 2.
     state = await graph.ainvoke(
         {"question": "q", "candidates": cands(5, 1, 2, 7), "budget": Budget(max_calls=5)}
@@ -283,7 +285,7 @@ async def test_budget_stops_the_knockout_mid_bracket_and_the_best_survivor_wins(
 async def test_token_budget_holds_across_a_concurrent_round_of_judge_calls():
     # Sixteen candidates: eight games of four judgements run at once in round one.
     judge, _backend = metered_judge(prefers_larger, words=40)
-    graph = graph_of(make_tournament_node(judge, k=4))
+    graph = graph_of(make_tournament_node(judge, judgements=4))
     budget = Budget(max_total_tokens=500)
     state = await graph.ainvoke(
         {"question": "q", "candidates": cands(*range(16)), "budget": budget}
@@ -295,7 +297,7 @@ async def test_token_budget_holds_across_a_concurrent_round_of_judge_calls():
 
 async def test_a_game_the_budget_leaves_unfinished_decides_nothing():
     judge, backend = metered_judge(prefers_larger)
-    state = await graph_of(make_tournament_node(judge, k=2)).ainvoke(
+    state = await graph_of(make_tournament_node(judge, judgements=2)).ainvoke(
         {"question": "q", "candidates": cands(5, 9), "budget": Budget(max_calls=1)}
     )
     # One of the game's two judgements fits: the game is not played, the lower index wins.
@@ -307,7 +309,7 @@ async def test_a_game_the_budget_leaves_unfinished_decides_nothing():
 
 async def test_strict_budget_raises_mid_tournament():
     judge, backend = metered_judge(prefers_larger)
-    graph = graph_of(make_tournament_node(judge, k=2))
+    graph = graph_of(make_tournament_node(judge, judgements=2))
     with pytest.raises(BudgetExhausted, match="calls"):
         await graph.ainvoke(
             {
@@ -321,7 +323,7 @@ async def test_strict_budget_raises_mid_tournament():
 
 async def test_a_judge_that_spends_outside_the_library_is_counted_and_stopped_between_rounds():
     judge = FakeJudge(prefers_larger)  # reports CALL_USAGE per call, charges nothing itself
-    node = make_tournament_node(judge, k=2)
+    node = make_tournament_node(judge, judgements=2)
     out = await run(node, cands(5, 1, 2, 7), budget=Budget(max_calls=4))
     record = out["decisions"][0]
     assert len(judge.calls) == 4 and out["usage"].calls == 4
@@ -331,7 +333,9 @@ async def test_a_judge_that_spends_outside_the_library_is_counted_and_stopped_be
 
 async def test_league_win_rates_rank_the_candidates():
     judge = FakeJudge(prefers_larger)
-    out = await run(make_tournament_node(judge, mode="league", k=2, opponents=2), cands(1, 3, 2))
+    out = await run(
+        make_tournament_node(judge, mode="league", judgements=2, opponents=2), cands(1, 3, 2)
+    )
     record = out["decisions"][0]
     standings = {s["index"]: s["score"] for s in record["standings"]}
     assert standings == {0: 0.0, 1: 1.0, 2: 0.5}
@@ -343,7 +347,7 @@ async def test_league_win_rates_rank_the_candidates():
 async def test_league_plays_each_drawn_pair_once_even_when_drawn_by_both():
     # With opponents = N - 1 every pair is drawn by both players: judged once each.
     judge = FakeJudge(prefers_larger)
-    node = make_tournament_node(judge, mode="league", k=2, opponents=9)
+    node = make_tournament_node(judge, mode="league", judgements=2, opponents=9)
     out = await run(node, cands(*range(5)))
     record = out["decisions"][0]
     assert record["opponents"] == 4
@@ -354,7 +358,7 @@ async def test_league_plays_each_drawn_pair_once_even_when_drawn_by_both():
 
 async def test_league_schedule_is_seeded_and_each_candidate_plays_enough():
     async def schedule(seed):
-        node = make_tournament_node(FakeJudge(prefers_larger), mode="league", k=1, opponents=2,
+        node = make_tournament_node(FakeJudge(prefers_larger), mode="league", judgements=1, opponents=2,
                                     seed=seed)  # fmt: skip
         record = (await run(node, cands(*range(8))))["decisions"][0]
         assert all(s["games"] >= 2 for s in record["standings"])
@@ -368,7 +372,7 @@ async def test_league_reuses_cached_judgements_for_duplicate_texts():
     texts = ["Answer: 5", "Answer: 9", "Answer: 5"]
     candidates = [Candidate(index=i, text=t) for i, t in enumerate(texts)]
     judge = FakeJudge(prefers_larger)
-    node = make_tournament_node(judge, mode="league", k=2, opponents=2)
+    node = make_tournament_node(judge, mode="league", judgements=2, opponents=2)
     out = await run(node, candidates)
     record = out["decisions"][0]
     assert len(judge.calls) == 2  # 0 v 1 judged; 1 v 2 from the cache; 0 v 2 identical
@@ -379,7 +383,7 @@ async def test_league_reuses_cached_judgements_for_duplicate_texts():
 
 async def test_league_cut_by_the_budget_ranks_by_the_games_judged_in_full():
     judge, backend = metered_judge(prefers_larger)
-    graph = graph_of(make_tournament_node(judge, mode="league", k=2, opponents=2))
+    graph = graph_of(make_tournament_node(judge, mode="league", judgements=2, opponents=2))
     state = await graph.ainvoke(
         {"question": "q", "candidates": cands(1, 3, 2), "budget": Budget(max_calls=3)}
     )
@@ -411,7 +415,7 @@ async def test_no_candidates_and_a_single_candidate():
 async def test_renamed_keys_strategy_and_answer_extraction_from_text():
     keys = StateKeys(question="task", candidates="drafts", answer="final", decisions="log")
     judge = FakeJudge(prefers_larger)
-    node = make_tournament_node(judge, k=1, keys=keys, strategy="tournament", name="duel")
+    node = make_tournament_node(judge, judgements=1, keys=keys, strategy="tournament", name="duel")
     drafts = [Candidate(index=4, text="So 3"), Candidate(index=2, text="Then 8")]
     out = await node({"task": "q", "drafts": drafts})
     assert out["final"] == "8"
@@ -429,7 +433,7 @@ async def test_llm_judge_fits_and_the_decision_is_streamed_in_a_graph():
         return "Winner: A" if key_a > key_b else "Winner: B"
 
     builder = StateGraph(TTSState)
-    builder.add_node("judge", make_tournament_node(LLMJudge(FakeBackend(reply)), k=2))
+    builder.add_node("judge", make_tournament_node(LLMJudge(FakeBackend(reply)), judgements=2))
     builder.add_edge(START, "judge")
     builder.add_edge("judge", END)
     graph = builder.compile()
@@ -446,7 +450,7 @@ async def test_llm_judge_fits_and_the_decision_is_streamed_in_a_graph():
     ("options", "needle"),
     [
         ({"mode": "swiss"}, "knockout, league"),
-        ({"k": 0}, r"k \(judgements per pair\) must be >= 1"),
+        ({"judgements": 0}, r"judgements \(per pair\) must be >= 1"),
         ({"opponents": 0}, "opponents"),
     ],
 )

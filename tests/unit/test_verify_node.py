@@ -4,8 +4,8 @@ import pytest
 
 from tts_graph import Budget, create_best_of_n_graph
 from tts_graph.budget import Usage
+from tts_graph.candidate import Candidate
 from tts_graph.nodes.verify import make_verify_node
-from tts_graph.state import Candidate
 from tts_graph.testing import FakeBackend
 from tts_graph.verifiers.base import Problem, Verdict
 from tts_graph.verifiers.registry import FunctionVerifier

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ __all__ = [
     "metered",
 ]
 
-Message = Mapping[str, str]
-"""A chat message: ``{"role": "user", "content": "..."}``."""
+Message = Mapping[str, Any]
+"""A chat message in the chat-completions form: ``{"role": "user", "content": "..."}``, plus
+``tool_calls`` or ``tool_call_id`` where a conversation with tools has them."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ class GenerationRequest:
 
     ``continue_final_message=True`` continues the last (assistant) message instead of starting a
     new turn: the way budget forcing appends "Wait" and lets the model go on.
-    ``extra_body`` passes further server-specific fields through unchanged.
+    ``tools`` (OpenAI function-tool format) are offered to the model, which may answer with tool
+    calls (chat only). ``extra_body`` passes further server-specific fields through unchanged.
     """
 
     messages: tuple[Message, ...] | None = None
@@ -92,6 +95,7 @@ class GenerationRequest:
     n: int = 1
     sampling: SamplingParams = field(default_factory=SamplingParams)
     continue_final_message: bool = False
+    tools: tuple[Mapping[str, Any], ...] = ()
     extra_body: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,6 +105,8 @@ class GenerationRequest:
             raise ConfigError("messages= is empty; give at least one chat message")
         if self.n < 1:
             raise ConfigError(f"n must be >= 1, got {self.n}")
+        if self.tools and self.messages is None:
+            raise ConfigError("tools= needs a chat request (messages=)")
         if self.continue_final_message and (
             self.messages is None or self.messages[-1].get("role") != "assistant"
         ):
@@ -109,8 +115,14 @@ class GenerationRequest:
             )
 
     @classmethod
-    def chat(cls, messages: Sequence[Message], **kwargs: Any) -> GenerationRequest:
-        return cls(messages=tuple(dict(m) for m in messages), **kwargs)
+    def chat(
+        cls, messages: Sequence[Message], *, tools: Sequence[Mapping[str, Any]] = (), **kwargs: Any
+    ) -> GenerationRequest:
+        return cls(
+            messages=tuple(dict(m) for m in messages),
+            tools=tuple(dict(t) for t in tools),
+            **kwargs,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,9 @@ class TokenLogprob:
 @dataclass(frozen=True)
 class Completion:
     """One sample. ``completion_tokens`` is the server's own count for this sample;
-    ``stop_reason`` is the stop string or token id that ended it (None for EOS or length)."""
+    ``stop_reason`` is the stop string or token id that ended it (None for EOS or length);
+    ``tool_calls`` are the calls the model made, in LangChain's form
+    (``{"name", "args", "id", "type": "tool_call"}``)."""
 
     index: int
     text: str
@@ -133,6 +147,7 @@ class Completion:
     token_ids: tuple[int, ...] | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
     reasoning: str | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def mean_logprob(self) -> float | None:
@@ -208,7 +223,9 @@ class BaseBackend(abc.ABC):
         if request.prompt is not None:
             return len(await self.tokenize(request.prompt))
         messages = request.messages or ()
-        text = "\n".join(m["content"] for m in messages)
+        text = "\n".join(str(m.get("content") or "") for m in messages)
+        if request.tools:
+            text += json.dumps(list(request.tools))
         allowance = _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS_EXTRA
         return len(await self.tokenize(text)) + allowance
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from tts_graph._loops import LoopLocal
 from tts_graph.backends.base import (
     BaseBackend,
     Completion,
@@ -58,9 +60,29 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return text[:500] or exc.message
 
 
+def _tool_call(call: Any) -> dict[str, Any]:
+    """A server's tool call in LangChain's form; arguments that are not JSON are kept as text."""
+    raw = call.function.arguments or "{}"
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        args = {"__raw__": raw}
+    if not isinstance(args, dict):
+        args = {"__value__": args}
+    return {"name": call.function.name, "args": args, "id": call.id, "type": "tool_call"}
+
+
 def _local_parameters(root: str) -> int | None:
     path = Path(root)
     return count_parameters(path) if path.is_dir() else None
+
+
+@dataclass(frozen=True)
+class _Connection:
+    http: httpx.AsyncClient
+    client: openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
+    resolve_lock: asyncio.Lock
 
 
 class VLLMBackend(BaseBackend):
@@ -109,24 +131,47 @@ class VLLMBackend(BaseBackend):
         self._max_retries = max_retries
         self._backoff = (backoff_base_s, backoff_max_s)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=max_concurrency * 2),
+        self._api_key = api_key
+        self._max_concurrency = max_concurrency
+        self._given_http = http_client
+        # Connection pools and semaphores belong to the event loop that uses them: one set per
+        # loop, so the backend serves an async caller's loop and the sync portal's alike.
+        self._conns: LoopLocal[_Connection] = LoopLocal(self._connect)
+        self._resolved = False
+        # Prompt token counts by request prompt: every round of a node re-sends the same prompt.
+        self._prompt_counts: dict[str, int] = {}
+
+    def _connect(self) -> _Connection:
+        http = self._given_http or httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout_s, connect=10.0),
+            limits=httpx.Limits(max_connections=self._max_concurrency * 2),
         )
-        self._client = openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             base_url=self.base_url,
-            api_key=api_key,
-            timeout=timeout_s,
+            api_key=self._api_key,
+            timeout=self._timeout_s,
             max_retries=0,  # tenacity owns retries, so they are classified and counted once
             # openai>=3 is built on httpx2 and still takes an httpx client; sharing one
             # client keeps a single connection pool (and lets tests mock the transport).
-            http_client=cast(Any, self._http),
+            http_client=cast(Any, http),
         )
-        self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._resolved = False
-        self._resolve_lock = asyncio.Lock()
-        # Prompt token counts by request prompt: every round of a node re-sends the same prompt.
-        self._prompt_counts: dict[str, int] = {}
+        return _Connection(http, client, asyncio.Semaphore(self._max_concurrency), asyncio.Lock())
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        return self._conns.get().http
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        return self._conns.get().client
+
+    @property
+    def _semaphore(self) -> asyncio.Semaphore:
+        return self._conns.get().semaphore
+
+    @property
+    def _resolve_lock(self) -> asyncio.Lock:
+        return self._conns.get().resolve_lock
 
     # -- server facts -------------------------------------------------------------------------
 
@@ -241,6 +286,8 @@ class VLLMBackend(BaseBackend):
                 "add_generation_prompt": not request.continue_final_message,
                 "continue_final_message": request.continue_final_message,
             }
+            if request.tools:
+                body["tools"] = [dict(t) for t in request.tools]
             for key in ("chat_template_kwargs",):
                 if key in request.extra_body:
                     body[key] = request.extra_body[key]
@@ -266,9 +313,11 @@ class VLLMBackend(BaseBackend):
         return self._prompt_counts[key]
 
     async def aclose(self) -> None:
-        """Close the HTTP client this backend made (a client passed in stays open)."""
-        if self._owns_http:
-            await self._http.aclose()
+        """Close the HTTP client this backend made for the running event loop (a client passed
+        in stays open)."""
+        conn = self._conns.current()
+        if self._owns_http and conn is not None:
+            await conn.http.aclose()
 
     async def __aenter__(self) -> VLLMBackend:
         return self
@@ -307,6 +356,9 @@ class VLLMBackend(BaseBackend):
                     common["top_logprobs"] = s.top_logprobs
                 extra["add_generation_prompt"] = not request.continue_final_message
                 extra["continue_final_message"] = request.continue_final_message
+                if request.tools:
+                    common["tools"] = [dict(t) for t in request.tools]
+                    common["tool_choice"] = "auto"
                 return await self._client.chat.completions.create(
                     messages=[dict(m) for m in request.messages],  # type: ignore[misc]
                     extra_body={**extra, **request.extra_body},
@@ -376,11 +428,13 @@ class VLLMBackend(BaseBackend):
     def _parse_choice(choice: Any, *, chat: bool) -> Completion:
         token_ids = getattr(choice, "token_ids", None)
         logprobs: tuple[TokenLogprob, ...] | None = None
+        tool_calls: tuple[dict[str, Any], ...] = ()
         if chat:
             text = choice.message.content or ""
             reasoning = getattr(choice.message, "reasoning", None) or getattr(
                 choice.message, "reasoning_content", None
             )
+            tool_calls = tuple(_tool_call(t) for t in choice.message.tool_calls or ())
             if choice.logprobs is not None and choice.logprobs.content is not None:
                 logprobs = tuple(
                     TokenLogprob(
@@ -419,4 +473,5 @@ class VLLMBackend(BaseBackend):
             token_ids=tuple(int(t) for t in token_ids) if token_ids is not None else None,
             logprobs=logprobs,
             reasoning=reasoning if isinstance(reasoning, str) else None,
+            tool_calls=tool_calls,
         )

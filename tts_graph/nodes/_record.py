@@ -23,7 +23,7 @@ def emit(decision: Decision) -> Decision:
     """
     try:
         writer = get_stream_writer()
-    except RuntimeError:
+    except (RuntimeError, KeyError):  # not inside a graph run (no config, or no runtime in it)
         writer = None
     if writer is not None:
         writer({"tts_graph": decision})

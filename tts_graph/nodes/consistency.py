@@ -36,13 +36,15 @@ from math import comb
 from typing import Any, Literal
 
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError
+from tts_graph.candidate import Candidate, next_index
+from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, make_node, require_keys
 from tts_graph.nodes._record import decision
 from tts_graph.nodes.select import majority_vote
-from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, Decision, NodeFn, StateKeys, next_index
+from tts_graph.prompts import PromptFn, question_prompt, run_tools
+from tts_graph.state import Decision, StateKeys
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 
 __all__ = ["StopRule", "make_consistency_node", "prob_top_stays_on_top"]
@@ -50,7 +52,6 @@ __all__ = ["StopRule", "make_consistency_node", "prob_top_stays_on_top"]
 logger = logging.getLogger(__name__)
 
 StopRule = Literal["adaptive", "beta"]
-_STOPS: tuple[str, ...] = ("adaptive", "beta")
 _DEFAULT_THRESHOLD = {"adaptive": 0.75, "beta": 0.95}
 
 
@@ -94,7 +95,7 @@ def make_consistency_node(
     count_existing: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "consistency",
-) -> NodeFn:
+) -> Node:
     """Make a node that samples candidates in rounds until the vote is settled (see the module
     docs for both rules) and adds them to ``state[keys.candidates]``.
 
@@ -105,8 +106,7 @@ def make_consistency_node(
     >>> graph.add_node("sample", make_consistency_node(backend, stop="beta"))  # doctest: +SKIP
     >>> graph.add_node("vote", make_select_node(rule="majority"))  # doctest: +SKIP
     """
-    if stop not in _STOPS:
-        raise ConfigError(f"unknown stop rule {stop!r}; choose one of: {', '.join(_STOPS)}")
+    check_choice("stop rule", stop, StopRule)
     if max_samples < 1:
         raise ConfigError(f"max_samples must be >= 1, got {max_samples}")
     first = min(2, max_samples) if initial is None else initial
@@ -116,7 +116,7 @@ def make_consistency_node(
     if not 0.0 < limit <= 1.0:
         raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
     base = sampling or SamplingParams(logprobs=True)
-    build_prompt = prompt or question_prompt(key=keys.question)
+    build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)
     model = metered(backend)
 
@@ -125,7 +125,9 @@ def make_consistency_node(
         return min(total, max_samples) - drawn
 
     async def consistency(state: Mapping[str, Any]) -> dict[str, Any]:
+        require_keys(state, name, keys.candidates, keys.decisions, keys.usage)
         messages = build_prompt(state)
+        tools = run_tools()
         existing: list[Candidate] = list(state.get(keys.candidates) or []) if count_existing else []
         offset = next_index(state.get(keys.candidates))
         drawn: list[Candidate] = []
@@ -145,7 +147,7 @@ def make_consistency_node(
                 round_no = len(records) + 1
                 wanted = wanted_next(seen)
                 params = dataclasses.replace(base, seed=seed + round_no - 1)
-                request = GenerationRequest.chat(messages, n=wanted, sampling=params)
+                request = GenerationRequest.chat(messages, n=wanted, sampling=params, tools=tools)
                 try:
                     gen = await model.generate(request)
                 except BudgetExhausted as exc:
@@ -196,5 +198,4 @@ def make_consistency_node(
             update[keys.usage] = spent.usage
         return update
 
-    consistency.__name__ = name
-    return consistency
+    return make_node(consistency, name)

@@ -1,6 +1,6 @@
 """Difficulty estimation (Snell et al. 2024: route compute by how hard a prompt is).
 
-A cheap probe draws ``k`` short samples in one ``n=k`` request; an estimator turns them into a
+A cheap probe draws ``n`` short samples in one ``n``-sample request; an estimator turns them into a
 score in [0, 1] (1 = hard) and :class:`DifficultyBins` turn the score into a bin. The probe's
 samples are kept as candidates, so the strategy that follows does not waste them.
 
@@ -13,7 +13,7 @@ Estimators (pick by name or pass your own function ``probe -> score``, sync or a
   barely separated easy from hard on the embedded model with the default prompt: AUROC 0.51).
 - ``"entropy"``: normalised entropy of the answer distribution.
 - ``"combined"``: the mean of ``agreement`` and ``logprob``; continuous where ``agreement`` with
-  small ``k`` has only a few values.
+  small ``n`` has only a few values.
 - :class:`SelfRating`: ask the model to rate the question's difficulty (one more call, charged
   to the run's budget like the probe).
 
@@ -42,12 +42,14 @@ from tts_graph.backends.base import (
     SamplingParams,
     metered,
 )
+from tts_graph.candidate import Candidate, next_index
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, make_node
 from tts_graph.nodes._record import decision
-from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
+from tts_graph.prompts import PromptFn, question_of, question_prompt, run_tools
+from tts_graph.state import StateKeys
 from tts_graph.verifiers.answer import (
     AnswerExtractor,
     extract_answer,
@@ -248,7 +250,7 @@ DEFAULT_BINS = DifficultyBins(thresholds=(0.5, 0.75), labels=("easy", "medium", 
 def make_difficulty_node(
     backend: Backend,
     *,
-    k: int = 4,
+    n: int = 4,
     estimator: str | Estimator = "agreement",
     bins: DifficultyBins = DEFAULT_BINS,
     sampling: SamplingParams | None = None,
@@ -258,14 +260,14 @@ def make_difficulty_node(
     keep_candidates: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "difficulty",
-) -> NodeFn:
+) -> Node:
     """Make a node that probes the question and writes ``state[keys.difficulty]``:
-    ``{"score", "bin", "estimator", "k", "answers"}``; the probe samples join the candidates.
+    ``{"score", "bin", "estimator", "n", "answers"}``; the probe samples join the candidates.
 
-    >>> node = make_difficulty_node(backend, k=4, estimator="agreement")  # doctest: +SKIP
+    >>> node = make_difficulty_node(backend, n=4, estimator="agreement")  # doctest: +SKIP
     """
-    if k < 1:
-        raise ConfigError(f"k must be >= 1, got {k}")
+    if n < 1:
+        raise ConfigError(f"n (probe samples) must be >= 1, got {n}")
     if isinstance(estimator, str):
         if estimator not in ESTIMATORS:
             raise ConfigError(
@@ -281,7 +283,7 @@ def make_difficulty_node(
     params = dataclasses.replace(
         sampling or SamplingParams(temperature=0.7, max_tokens=128, logprobs=True), seed=seed
     )
-    build_prompt = prompt or question_prompt(key=keys.question)
+    build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)
     model = metered(backend)
 
@@ -289,18 +291,22 @@ def make_difficulty_node(
         messages = build_prompt(state)
         with spending(run_ledger(state, keys, name)) as spent:
             try:
-                gen = await model.generate(GenerationRequest.chat(messages, n=k, sampling=params))
+                request = GenerationRequest.chat(messages, n=n, sampling=params, tools=run_tools())
+                gen = await model.generate(request)
             except BudgetExhausted as exc:
                 why = spent.stopped(exc)
                 record = decision(name, "difficulty", score=None, bin=None, reason=why)
                 return {keys.difficulty: None, keys.decisions: [record]}
             answers = tuple(read_answer(c.text) for c in gen.completions)
             probe = Probe(
-                str(state.get(keys.question, "")), gen.completions, answers, tuple(messages)
+                question_of(state, keys.question, keys.messages),
+                gen.completions,
+                answers,
+                tuple(messages),
             )
             result: dict[str, Any] = {
                 "score": None, "bin": None, "estimator": estimator_name,
-                "k": len(gen.completions), "answers": list(answers),
+                "n": len(gen.completions), "answers": list(answers),
             }  # fmt: skip
             reason: str | None = None
             try:
@@ -332,5 +338,4 @@ def make_difficulty_node(
             ]
         return update
 
-    difficulty.__name__ = name
-    return difficulty
+    return make_node(difficulty, name)

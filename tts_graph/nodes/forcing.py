@@ -36,12 +36,15 @@ from tts_graph.backends.base import (
     SamplingParams,
     metered,
 )
+from tts_graph.candidate import Candidate, next_index
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.ledger import Grant, Ledger
 from tts_graph.metering import Spending, spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, make_node
 from tts_graph.nodes._record import decision
-from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
+from tts_graph.prompts import question_prompt
+from tts_graph.state import StateKeys
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 
 __all__ = ["ForcingTrace", "ThinkingMarkers", "make_budget_forcing_node", "thinking_prompt"]
@@ -58,23 +61,29 @@ class ThinkingMarkers:
 
 
 def thinking_prompt(
-    markers: ThinkingMarkers = ThinkingMarkers(), key: str = "question"
+    markers: ThinkingMarkers = ThinkingMarkers(),
+    key: str = "question",
+    messages_key: str = "messages",
 ) -> Callable[[Mapping[str, Any]], list[Message]]:
-    """A prompt that asks a model without native thinking markers to use them.
+    """A prompt that asks a model without native thinking markers to use them: a system message
+    with the instruction, then the question (or, for a state without one, the conversation; its
+    own system message follows the instruction).
 
     >>> thinking_prompt()({"question": "What is 7+5?"})[0]["role"]
     'system'
     """
+    instruction = (
+        f"Think step by step inside {markers.start} ... {markers.end}, then write "
+        "'Final Answer:' followed by the answer."
+    )
+    ask = question_prompt(system=None, key=key, messages_key=messages_key)
 
     def build(state: Mapping[str, Any]) -> list[Message]:
-        return [
-            {
-                "role": "system",
-                "content": f"Think step by step inside {markers.start} ... {markers.end}, then "
-                "write 'Final Answer:' followed by the answer.",
-            },
-            {"role": "user", "content": str(state[key])},
-        ]
+        messages = ask(state)
+        if messages and messages[0].get("role") == "system":
+            first = {**messages[0], "content": f"{instruction}\n\n{messages[0]['content']}"}
+            return [first, *messages[1:]]
+        return [{"role": "system", "content": instruction}, *messages]
 
     return build
 
@@ -244,7 +253,7 @@ def make_budget_forcing_node(
     extract: AnswerExtractor | str = extract_answer,
     keys: StateKeys = StateKeys(),
     name: str = "budget_forcing",
-) -> NodeFn:
+) -> Node:
     """Make a node that adds ``n`` budget-forced candidates. Candidate ``i`` uses seed
     ``seed + i``; its ``r``-th continuation uses ``seed + i + r·n``, so no two requests share one.
 
@@ -266,7 +275,7 @@ def make_budget_forcing_node(
     if problems:
         raise ConfigError("invalid budget forcing options: " + "; ".join(problems))
     base = sampling or SamplingParams(temperature=0.7)
-    build_prompt = prompt or thinking_prompt(markers, key=keys.question)
+    build_prompt = prompt or thinking_prompt(markers, key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)
     model = metered(backend)
     end_ids: list[tuple[int, ...]] = []  # resolved once, on first use
@@ -346,5 +355,4 @@ def make_budget_forcing_node(
             update[keys.usage] = spent.usage
         return update
 
-    force.__name__ = name
-    return force
+    return make_node(force, name)

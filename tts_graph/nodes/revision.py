@@ -19,14 +19,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams, metered
+from tts_graph.candidate import Candidate, best_candidate, next_index
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, chosen_update, make_node, require_keys
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.select import candidate_score
 from tts_graph.nodes.verify import run_verifier
-from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
+from tts_graph.prompts import PromptFn, question_of, question_prompt
+from tts_graph.state import StateKeys
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 from tts_graph.verifiers.base import Problem, Verifier
 
@@ -58,7 +59,7 @@ def make_self_refine_node(
     finalize: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "self_refine",
-) -> NodeFn:
+) -> Node:
     """Make a node that refines the best candidate in state (or a fresh draft when there is
     none) for up to ``rounds`` rounds. With ``finalize`` it writes the last draft as the answer.
     ``revise_prompt`` may use ``{feedback}``; without it the feedback follows the prompt.
@@ -68,14 +69,17 @@ def make_self_refine_node(
     if rounds < 1:
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
     params = sampling or SamplingParams(temperature=0.7, max_tokens=256)
-    build_prompt = prompt or question_prompt(key=keys.question)
+    build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)
     model = metered(backend)
     if "{feedback}" not in revise_prompt:
         revise_prompt += "\n\nFeedback:\n{feedback}"
 
     async def refine(state: Mapping[str, Any]) -> dict[str, Any]:
-        problem = Problem(str(state.get(keys.question, "")), state.get(keys.reference))
+        require_keys(state, name, keys.candidates, keys.decisions, keys.usage)
+        problem = Problem(
+            question_of(state, keys.question, keys.messages), state.get(keys.reference)
+        )
         conversation = build_prompt(state)
         existing: list[Candidate] = list(state.get(keys.candidates) or [])
         drafts: list[Candidate] = []
@@ -115,7 +119,7 @@ def make_self_refine_node(
                 rechecked[checked.id] = checked
             return checked
 
-        current = max(existing, key=lambda c: (candidate_score(c), -c.index), default=None)
+        current = best_candidate(existing)
         if current is not None and current.answer is None:
             current = dataclasses.replace(current, answer=read_answer(current.text))
         stop = "rounds done"
@@ -162,9 +166,7 @@ def make_self_refine_node(
         if spent.usage.calls:
             update[keys.usage] = spent.usage
         if finalize and current is not None:
-            update[keys.answer] = current.answer
-            update[keys.response] = current.text
+            update.update(chosen_update(state, keys, current, record, usage=spent.usage))
         return update
 
-    refine.__name__ = name
-    return refine
+    return make_node(refine, name)

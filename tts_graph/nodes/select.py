@@ -2,11 +2,12 @@
 
 Rules:
 
-- ``"majority"`` (self-consistency): vote over normalised final answers; candidates without an
-  extractable answer do not vote. Ties go to the answer whose voters have the higher summed
-  score (``score`` when a verifier set it, else mean token logprob), then to the answer that
-  appeared first (lowest candidate index). Deterministic: the same candidates give the same
-  answer.
+- ``"majority"`` (self-consistency): vote over what the candidates say — their normalised final
+  answers, or, for candidates that made tool calls, the tool names and arguments (so an agent's
+  step is chosen by vote too). Candidates with neither do not vote. Ties go to the answer whose
+  voters have the higher summed score (``score`` when a verifier set it, else mean token
+  logprob), then to the answer that appeared first (lowest candidate index). Deterministic: the
+  same candidates give the same answer.
 - ``"best_score"``: the candidate with the highest score (verifier/reward score when set, else
   mean token logprob); ties go to the lowest index.
 - ``"weighted"``: weighted vote: each distinct answer scores the sum of its candidates' verifier
@@ -16,7 +17,7 @@ Rules:
   lowest index); when none passed, majority vote decides.
 
 With no candidates at all (e.g. the budget allowed none), the answer is None and the decision
-says why.
+says why. In a conversation, the chosen response is appended to ``messages``.
 """
 
 from __future__ import annotations
@@ -24,37 +25,35 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from tts_graph.errors import ConfigError
+from tts_graph.candidate import Candidate, best_candidate, candidate_score, vote_key
+from tts_graph.errors import check_choice
+from tts_graph.nodes._node import Node, chosen_update, make_node
 from tts_graph.nodes._record import decision
-from tts_graph.state import Candidate, NodeFn, StateKeys
-from tts_graph.verifiers.answer import normalize_answer
+from tts_graph.state import StateKeys
 
-__all__ = ["SelectRule", "candidate_score", "majority_vote", "make_select_node", "weighted_vote"]
+__all__ = ["SelectRule", "group_votes", "majority_vote", "make_select_node", "weighted_vote"]
 
 SelectRule = Literal["majority", "best_score", "weighted", "verified"]
-_RULES: tuple[str, ...] = ("majority", "best_score", "weighted", "verified")
 
 
-def candidate_score(candidate: Candidate) -> float:
-    """A candidate's score: the verifier's when set, else its mean token logprob, else -inf."""
-    if candidate.score is not None:
-        return candidate.score
-    if candidate.mean_logprob is not None:
-        return candidate.mean_logprob
-    return float("-inf")
+def group_votes(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+    """The candidates grouped by what they vote for (:func:`~tts_graph.candidate.vote_key`), in
+    order of first appearance; candidates that vote for nothing are left out."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in sorted(candidates, key=lambda c: c.index):
+        if (key := vote_key(c)) is not None:
+            groups.setdefault(key, []).append(c)
+    return groups
 
 
 def majority_vote(
     candidates: Sequence[Candidate],
 ) -> tuple[Candidate | None, dict[str, int], str]:
-    """Return (a representative of the winning answer, votes per normalised answer, tie-break).
+    """Return (a representative of the winning answer, votes per answer, tie-break).
 
     The representative is the winning answer's highest-scored candidate.
     """
-    groups: dict[str, list[Candidate]] = {}
-    for c in candidates:
-        if c.answer is not None and c.answer.strip():
-            groups.setdefault(normalize_answer(c.answer), []).append(c)
+    groups = group_votes(candidates)
     votes = {key: len(members) for key, members in groups.items()}
     if not groups:
         return None, votes, "no candidate has an extractable answer"
@@ -71,19 +70,14 @@ def majority_vote(
         tie_break = (
             "summed score" if strength(leaders[0])[0] != strength(leaders[1])[0] else "first seen"
         )
-    winners = groups[leaders[0]]
-    best = max(winners, key=lambda c: (candidate_score(c), -c.index))
-    return best, votes, tie_break
+    return best_candidate(groups[leaders[0]]), votes, tie_break
 
 
 def weighted_vote(
     candidates: Sequence[Candidate],
 ) -> tuple[Candidate | None, dict[str, float]]:
-    """Return (the winning answer's best candidate, summed score per normalised answer)."""
-    groups: dict[str, list[Candidate]] = {}
-    for c in candidates:
-        if c.answer is not None and c.answer.strip():
-            groups.setdefault(normalize_answer(c.answer), []).append(c)
+    """Return (the winning answer's best candidate, summed score per answer)."""
+    groups = group_votes(candidates)
     weights = {k: sum(m.score or 0.0 for m in members) for k, members in groups.items()}
     if not groups:
         return None, weights
@@ -91,60 +85,64 @@ def weighted_vote(
         groups,
         key=lambda k: (weights[k], len(groups[k]), -min(m.index for m in groups[k])),
     )
-    best = max(groups[key], key=lambda c: (candidate_score(c), -c.index))
-    return best, weights
+    return best_candidate(groups[key]), weights
+
+
+def choose(
+    rule: SelectRule, candidates: Sequence[Candidate]
+) -> tuple[Candidate | None, dict[str, Any]]:
+    """Apply ``rule``; returns the chosen candidate and what the decision records."""
+    info: dict[str, Any] = {"rule": rule, "n_candidates": len(candidates)}
+    chosen: Candidate | None
+    if rule == "majority":
+        chosen, votes, tie_break = majority_vote(candidates)
+        info.update(votes=votes, tie_break=tie_break)
+        if chosen is None and candidates:
+            # Nothing to vote on: fall back to the best-scored text rather than no answer.
+            chosen = best_candidate(candidates)
+            info["fallback"] = "best_score"
+    elif rule == "weighted":
+        chosen, weights = weighted_vote(candidates)
+        info["weights"] = weights
+    elif rule == "verified":
+        passing = [c for c in candidates if c.verdict is not None and c.verdict.passed]
+        info["passed"] = [c.index for c in passing]
+        chosen = best_candidate(passing)
+        if chosen is None:
+            chosen, votes, tie_break = majority_vote(candidates)
+            info.update(fallback="majority", votes=votes, tie_break=tie_break)
+    else:
+        chosen = best_candidate(candidates)
+    if chosen is not None:
+        info.update(chosen_index=chosen.index, answer=chosen.answer)
+    else:
+        info["reason"] = "no candidates"
+    return chosen, info
 
 
 def make_select_node(
     *,
-    rule: SelectRule = "majority",
+    select: SelectRule = "majority",
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "select",
-) -> NodeFn:
-    """Make a node that writes the chosen ``answer`` and ``response`` from the candidates.
+) -> Node:
+    """Make a node that writes the chosen ``answer`` and ``response`` from the candidates (and,
+    in a conversation, appends the chosen response to ``messages``).
 
-    >>> graph.add_node("select", make_select_node(rule="majority"))  # doctest: +SKIP
+    >>> graph.add_node("select", make_select_node(select="majority"))  # doctest: +SKIP
     """
-    if rule not in _RULES:
-        raise ConfigError(f"unknown selection rule {rule!r}; choose one of: {', '.join(_RULES)}")
+    check_choice("selection rule", select, SelectRule)
+    rule = select
 
-    async def select(state: Mapping[str, Any]) -> dict[str, Any]:
+    async def select_node(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates: list[Candidate] = list(state.get(keys.candidates) or [])
-        chosen: Candidate | None
-        info: dict[str, Any] = {"rule": rule, "n_candidates": len(candidates)}
-        if rule == "majority":
-            chosen, votes, tie_break = majority_vote(candidates)
-            info.update(votes=votes, tie_break=tie_break)
-            if chosen is None and candidates:
-                # Nothing to vote on: fall back to the best-scored text rather than no answer.
-                chosen = max(candidates, key=lambda c: (candidate_score(c), -c.index))
-                info["fallback"] = "best_score"
-        elif rule == "weighted":
-            chosen, weights = weighted_vote(candidates)
-            info["weights"] = weights
-        elif rule == "verified":
-            passing = [c for c in candidates if c.verdict is not None and c.verdict.passed]
-            info["passed"] = [c.index for c in passing]
-            if passing:
-                chosen = max(passing, key=lambda c: (candidate_score(c), -c.index))
-            else:
-                chosen, votes, tie_break = majority_vote(candidates)
-                info.update(fallback="majority", votes=votes, tie_break=tie_break)
-        else:
-            chosen = max(candidates, key=lambda c: (candidate_score(c), -c.index), default=None)
-        if chosen is not None:
-            info.update(chosen_index=chosen.index, answer=chosen.answer)
-        else:
-            info["reason"] = "no candidates"
-        update: dict[str, Any] = {
-            keys.answer: chosen.answer if chosen else None,
-            keys.response: chosen.text if chosen else None,
-            keys.decisions: [decision(name, "select", **info)],
-        }
+        chosen, info = choose(rule, candidates)
+        record = decision(name, "select", **info)
+        update = chosen_update(state, keys, chosen, record)
+        update[keys.decisions] = [record]
         if strategy is not None:
             update[keys.strategy] = strategy
         return update
 
-    select.__name__ = name
-    return select
+    return make_node(select_node, name)

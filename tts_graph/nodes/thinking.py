@@ -24,17 +24,21 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError
+from tts_graph.candidate import Candidate, next_index
+from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, make_node
 from tts_graph.nodes._record import decision
 from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
-from tts_graph.prompts import PromptFn, question_prompt
-from tts_graph.state import Candidate, NodeFn, StateKeys, next_index
+from tts_graph.prompts import PromptFn, question_prompt, run_tools
+from tts_graph.state import StateKeys
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
 
 __all__ = ["make_thinking_node", "split_thinking"]
 
+ReasoningEffort = Literal["low", "medium", "high"]
+Fallback = Literal["budget_forcing", "error"]
 _CONTROL_WORDS = ("thinking_token_budget", "reasoning", "chat_template_kwargs", "enable_thinking")
 
 
@@ -57,8 +61,8 @@ def make_thinking_node(
     n: int = 1,
     thinking_budget: int | None = None,
     enable_thinking: bool | None = None,
-    reasoning_effort: Literal["low", "medium", "high"] | None = None,
-    fallback: Literal["budget_forcing", "error"] = "budget_forcing",
+    reasoning_effort: ReasoningEffort | None = None,
+    fallback: Fallback = "budget_forcing",
     markers: ThinkingMarkers = ThinkingMarkers(),
     answer_max_tokens: int = 128,
     sampling: SamplingParams | None = None,
@@ -67,7 +71,7 @@ def make_thinking_node(
     extract: AnswerExtractor | str = extract_answer,
     keys: StateKeys = StateKeys(),
     name: str = "thinking",
-) -> NodeFn:
+) -> Node:
     """Make a node that samples ``n`` thinking runs with the server-side controls set.
 
     >>> node = make_thinking_node(backend, n=4, thinking_budget=1024, enable_thinking=True)  # doctest: +SKIP
@@ -76,12 +80,9 @@ def make_thinking_node(
         raise ConfigError(f"n must be >= 1, got {n}")
     if thinking_budget is not None and thinking_budget < 1:
         raise ConfigError(f"thinking_budget must be >= 1, got {thinking_budget}")
-    if fallback not in ("budget_forcing", "error"):
-        raise ConfigError(f"unknown fallback {fallback!r}; choose one of: budget_forcing, error")
-    if reasoning_effort not in (None, "low", "medium", "high"):
-        raise ConfigError(
-            f"unknown reasoning_effort {reasoning_effort!r}; choose one of: low, medium, high"
-        )
+    check_choice("fallback", fallback, Fallback)
+    if reasoning_effort is not None:
+        check_choice("reasoning_effort", reasoning_effort, ReasoningEffort)
     max_tokens = (thinking_budget or 0) + answer_max_tokens
     params = dataclasses.replace(
         sampling or SamplingParams(temperature=0.7, max_tokens=max(max_tokens, 256)), seed=seed
@@ -94,7 +95,7 @@ def make_thinking_node(
         extra["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
     if reasoning_effort is not None:
         extra["reasoning_effort"] = reasoning_effort
-    build_prompt = prompt or question_prompt(key=keys.question)
+    build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)
     model = metered(backend)
     # The fallback asks for the caller's prompt when there is one; otherwise for a prompt that
@@ -113,7 +114,9 @@ def make_thinking_node(
         with spending(run_ledger(state, keys, name)) as spent:
             try:
                 gen = await model.generate(
-                    GenerationRequest.chat(messages, n=n, sampling=params, extra_body=extra)
+                    GenerationRequest.chat(
+                        messages, n=n, sampling=params, extra_body=extra, tools=run_tools()
+                    )
                 )
             except BudgetExhausted as exc:
                 reason = spent.stopped(exc)
@@ -160,9 +163,8 @@ def make_thinking_node(
             name, "thinking", controls=extra, fallback="budget_forcing", reason=reason,
             max_thinking_tokens=thinking_budget or 512,
         )  # fmt: skip
-        update = await forcing(state)
+        update: dict[str, Any] = await forcing(state)
         update[keys.decisions] = [note, *update[keys.decisions]]
         return update
 
-    think.__name__ = name
-    return think
+    return make_node(think, name)

@@ -2,8 +2,8 @@
 
 Rules follow Chen et al. 2024 (arXiv 2411.19477):
 
-- ``"knockout"``: survivors are paired in index order each round; each pair is judged ``k``
-  times, ``⌈k/2⌉`` with the lower-index candidate shown as A and ``⌊k/2⌋`` with it shown as B,
+- ``"knockout"``: survivors are paired in index order each round; each pair is judged ``judgements``
+  times (K), ``⌈K/2⌉`` with the lower-index candidate shown as A and ``⌊K/2⌋`` shown as B,
   which cancels a judge's position bias; the majority of votes advances. A tie (including no
   votes at all) is broken at random by ``random.Random(seed)``, so a run is reproducible. An
   odd survivor gets a bye. Two identical candidates need no judge: the lower index advances.
@@ -11,7 +11,7 @@ Rules follow Chen et al. 2024 (arXiv 2411.19477):
   ignored); with ``extract=`` set (the task names an answer extractor), the same extracted,
   normalised answer. Extracted answers do not define equivalence by default: two different
   programs, or two essays, that both "extract" to ``1`` are not the same. For ``N`` distinct candidates this is
-  exactly ``⌈log2 N⌉`` rounds and ``(N − 1) · k`` judge calls; the calls of one round run
+  exactly ``⌈log2 N⌉`` rounds and ``(N − 1) · K`` judge calls; the calls of one round run
   concurrently.
 - ``"league"``: every candidate draws ``opponents`` others at random (``random.Random(seed)``);
   the drawn pairs, without repeats, are the schedule (so each candidate plays at least
@@ -38,6 +38,7 @@ says "A" scores 0.0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import random
@@ -46,11 +47,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError
+from tts_graph.candidate import Candidate
+from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
 from tts_graph.metering import Spending, charge_call, spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, chosen_update, make_node
 from tts_graph.nodes._record import decision
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.prompts import question_of
+from tts_graph.state import StateKeys
 from tts_graph.verifiers.answer import (
     AnswerExtractor,
     extract_answer,
@@ -70,7 +74,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TournamentMode = Literal["knockout", "league"]
-_MODES: tuple[str, ...] = ("knockout", "league")
 
 # A judgement: (text shown as A, text shown as B, repetition of that ordering).
 _Key = tuple[str, str, int]
@@ -213,29 +216,28 @@ def make_tournament_node(
     judge: PairwiseJudge,
     *,
     mode: TournamentMode = "knockout",
-    k: int = 4,
+    judgements: int = 4,
     opponents: int = 3,
     seed: int = 0,
     extract: AnswerExtractor | str | None = None,
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "tournament",
-) -> NodeFn:
+) -> Node:
     """Make a node that picks ``answer`` and ``response`` by a pairwise tournament among the
     candidates in state (see the module docs for the rules).
 
-    ``k`` judgements per pair; ``opponents`` is the league's games per candidate; ``seed``
+    ``judgements`` per pair; ``opponents`` is the league's games per candidate; ``seed``
     drives knockout tie-breaks and the league's schedule. ``extract``: the task's answer
     extractor, when two candidates with the same final answer are the same candidate (math);
     leave it None for code and open text. Judge usage is added to ``state[keys.usage]``.
 
-    >>> node = make_tournament_node(LLMJudge(backend), mode="knockout", k=4)  # doctest: +SKIP
+    >>> node = make_tournament_node(LLMJudge(backend), mode="knockout", judgements=4)  # doctest: +SKIP
     >>> graph.add_node("tournament", node)  # doctest: +SKIP
     """
-    if mode not in _MODES:
-        raise ConfigError(f"unknown tournament mode {mode!r}; choose one of: {', '.join(_MODES)}")
-    if k < 1:
-        raise ConfigError(f"k (judgements per pair) must be >= 1, got {k}")
+    check_choice("tournament mode", mode, TournamentMode)
+    if judgements < 1:
+        raise ConfigError(f"judgements (per pair) must be >= 1, got {judgements}")
     if opponents < 1:
         raise ConfigError(f"opponents must be >= 1, got {opponents}")
     if not callable(getattr(judge, "compare", None)):
@@ -246,10 +248,15 @@ def make_tournament_node(
 
     async def tournament(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates = sorted(state.get(keys.candidates) or [], key=lambda c: c.index)
-        info: dict[str, Any] = {"mode": mode, "k": k, "n_candidates": len(candidates)}
+        info: dict[str, Any] = {
+            "mode": mode,
+            "judgements": judgements,
+            "n_candidates": len(candidates),
+        }
         winner: Candidate | None = None
         with spending(run_ledger(state, keys, name)) as spent:
-            session = _Session(judge, str(state.get(keys.question, "")), k, identity, spent)
+            question = question_of(state, keys.question, keys.messages)
+            session = _Session(judge, question, judgements, identity, spent)
             if not candidates:
                 info["reason"] = "no candidates"
             elif mode == "knockout":
@@ -269,19 +276,16 @@ def make_tournament_node(
             )
             info.setdefault("reason", session.stopped)
             record = decision(name, "tournament", **info)
-        update: dict[str, Any] = {
-            keys.answer: answer,
-            keys.response: None if winner is None else winner.text,
-            keys.decisions: [record],
-        }
+        chosen = None if winner is None else dataclasses.replace(winner, answer=answer)
+        update = chosen_update(state, keys, chosen, record, usage=spent.usage)
+        update[keys.decisions] = [record]
         if spent.usage.calls:
             update[keys.usage] = spent.usage
         if strategy is not None:
             update[keys.strategy] = strategy
         return update
 
-    tournament.__name__ = name
-    return tournament
+    return make_node(tournament, name)
 
 
 async def _knockout(

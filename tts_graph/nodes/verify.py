@@ -18,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tts_graph.budget import Usage
+from tts_graph.candidate import Candidate
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import charge_call, spending
 from tts_graph.nodes._budget import run_ledger
+from tts_graph.nodes._node import Node, make_node, require_keys
 from tts_graph.nodes._record import decision
-from tts_graph.state import Candidate, NodeFn, StateKeys
+from tts_graph.prompts import question_of
+from tts_graph.state import StateKeys
 from tts_graph.verifiers.base import Problem, Verdict, Verifier
 
 __all__ = ["make_verify_node", "run_verifier"]
@@ -35,7 +38,7 @@ def make_verify_node(
     *,
     keys: StateKeys = StateKeys(),
     name: str = "verify",
-) -> NodeFn:
+) -> Node:
     """Make a node that verifies ``state[keys.candidates]`` against ``state[keys.reference]``.
 
     >>> graph.add_node("verify", make_verify_node(MathVerifier()))  # doctest: +SKIP
@@ -46,9 +49,9 @@ def make_verify_node(
     async def verify(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates: list[Candidate] = list(state.get(keys.candidates) or [])
         pending = [c for c in candidates if c.verdict is None]
-        problem = Problem(
-            question=str(state.get(keys.question, "")), reference=state.get(keys.reference)
-        )
+        require_keys(state, name, keys.candidates, keys.decisions, keys.usage)
+        question = question_of(state, keys.question, keys.messages)
+        problem = Problem(question=question, reference=state.get(keys.reference))
         reasons: list[str] = []
         with spending(run_ledger(state, keys, name)) as spent:
 
@@ -95,8 +98,7 @@ def make_verify_node(
             update[keys.usage] = spent.usage
         return update
 
-    verify.__name__ = name
-    return verify
+    return make_node(verify, name)
 
 
 def _reported(verdicts: list[Verdict] | None) -> Usage | None:

@@ -77,10 +77,10 @@ import re
 import secrets
 import signal
 import textwrap
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from tts_graph._loops import LoopLocal
 from tts_graph.errors import ConfigError
 from tts_graph.verifiers.base import Problem, Verdict
 from tts_graph.verifiers.sandbox import (
@@ -433,9 +433,7 @@ class CodeVerifier:
         self.limits = limits
         self.sandbox: SandboxName = sandbox
         self.concurrency = concurrency or os.cpu_count() or 1
-        # One semaphore per event loop: an asyncio.Semaphore is bound to the loop it first waits in.
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
-        self._semaphores = weakref.WeakKeyDictionary()
+        self._semaphores = LoopLocal(lambda: asyncio.Semaphore(self.concurrency))
 
     async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
         """One verdict per candidate, in order; a hostile or broken candidate just fails.
@@ -470,9 +468,7 @@ class CodeVerifier:
             worker_prompt, program = "", tests.prompt + code
         nonce = secrets.token_hex(16)
         limits = replace(self.limits, wall_s=tests.timeout_s, cpu_s=tests.timeout_s)
-        loop = asyncio.get_running_loop()
-        semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.concurrency))
-        async with semaphore:
+        async with self._semaphores.get():
             harness, worker = await self._sandboxed(
                 (worker_prompt, program, tests.entry_point),
                 (prompt, tests.test, tests.entry_point),

@@ -28,7 +28,6 @@ import re
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +41,7 @@ import math_verify  # type: ignore[import-untyped]
 import math_verify.grader  # type: ignore[import-untyped]
 import math_verify.parser  # type: ignore[import-untyped]
 
+from tts_graph._loops import LoopLocal
 from tts_graph.errors import ConfigError
 from tts_graph.verifiers.answer import (
     AnswerExtractor,
@@ -483,11 +483,8 @@ class MathVerifier:
         self._pool: ProcessPoolExecutor | None = None
         self._ready: list[ConcurrentFuture[None]] = []
         # Bounds checks in flight to the number of workers, so a check's timer starts when a
-        # worker takes it rather than while it waits in the pool's queue. One per event loop
-        # because an asyncio.Semaphore belongs to the loop that first waits on it.
-        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        # worker takes it rather than while it waits in the pool's queue.
+        self._slots = LoopLocal(lambda: asyncio.Semaphore(self.max_workers))
 
     async def __aenter__(self) -> Self:
         return self
@@ -536,10 +533,7 @@ class MathVerifier:
 
     async def _run_check(self, gold: str, answer: str) -> bool | str:
         """True/False, or the reason the check failed."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            slots = self._slots.setdefault(loop, asyncio.Semaphore(self.max_workers))
-        async with slots:
+        async with self._slots.get():
             try:
                 outcome = await self._attempt(await self._shared_pool(), gold, answer)
                 if outcome is None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from tts_graph._loops import LoopLocal
 from tts_graph.budget import Usage
 from tts_graph.errors import BackendError, ConfigError
 from tts_graph.metering import charge
@@ -78,10 +79,12 @@ class _PoolingClient:
             raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
         self.root = base_url.rstrip("/").removesuffix("/v1")
         self.model = model
-        self._http = http_client or httpx.AsyncClient(timeout=timeout_s)
+        self._given_http = http_client
+        # An HTTP connection pool and a semaphore belong to the loop that uses them.
+        self._https = LoopLocal(lambda: http_client or httpx.AsyncClient(timeout=timeout_s))
+        self._semaphores = LoopLocal(lambda: asyncio.Semaphore(max_concurrency))
         self._retries = max_retries
         self._backoff = backoff
-        self._semaphore = asyncio.Semaphore(max_concurrency)
         self._model_params = model_params
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +103,7 @@ class _PoolingClient:
             charge(
                 prompt_tokens=bound, model_params=self._model_params, what=f"a {path} request"
             ) as bill,
-            self._semaphore,
+            self._semaphores.get(),
         ):
             started = time.time()
             async for attempt in retrying:
@@ -113,7 +116,7 @@ class _PoolingClient:
     async def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.root}{path}"
         try:
-            resp = await self._http.post(url, json=body)
+            resp = await self._https.get().post(url, json=body)
         except httpx.TimeoutException as exc:
             raise BackendError(f"{url} timed out", retryable=True) from exc
         except httpx.HTTPError as exc:
@@ -134,7 +137,9 @@ class _PoolingClient:
         return data
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        http = self._https.current()
+        if self._given_http is None and http is not None:
+            await http.aclose()
 
 
 def _usage(reply: dict[str, Any], started: float, ended: float) -> Usage:
