@@ -17,11 +17,13 @@ from tts_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from tts_graph.backends import SamplingParams, VLLMBackend, VLLMServer
+    from tts_graph.backends.chat_model import ChatModelBackend
     from tts_graph.budget import Budget, Usage
     from tts_graph.candidate import Candidate
     from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, TTSGraphError
     from tts_graph.graphs import create_best_of_n_graph
-    from tts_graph.state import CandidatesState, StateKeys, TTSState
+    from tts_graph.integrations.chat_model import TTSChatModel
+    from tts_graph.state import CandidatesState, ChatState, StateKeys, TTSState
 
 __all__ = [
     "BackendError",
@@ -29,9 +31,12 @@ __all__ = [
     "BudgetExhausted",
     "Candidate",
     "CandidatesState",
+    "ChatModelBackend",
+    "ChatState",
     "ConfigError",
     "SamplingParams",
     "StateKeys",
+    "TTSChatModel",
     "TTSGraphError",
     "TTSState",
     "Usage",
@@ -52,9 +57,12 @@ __getattr__, __dir__ = lazy_exports(
         "BudgetExhausted": "tts_graph.errors",
         "Candidate": "tts_graph.candidate",
         "CandidatesState": "tts_graph.state",
+        "ChatModelBackend": "tts_graph.backends.chat_model",
+        "ChatState": "tts_graph.state",
         "ConfigError": "tts_graph.errors",
         "SamplingParams": "tts_graph.backends",
         "StateKeys": "tts_graph.state",
+        "TTSChatModel": "tts_graph.integrations.chat_model",
         "TTSGraphError": "tts_graph.errors",
         "TTSState": "tts_graph.state",
         "Usage": "tts_graph.budget",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from langgraph.graph import MessagesState
 from typing_extensions import TypedDict
 
 from tts_graph.budget import Budget, Usage, add_usage
@@ -29,6 +30,7 @@ from tts_graph.ledger import Ledger, share_ledger
 
 __all__ = [
     "CandidatesState",
+    "ChatState",
     "Decision",
     "StateKeys",
     "TTSState",
@@ -95,6 +97,12 @@ class CandidatesState(TypedDict, total=False):
     response: str | None
     strategy: str
     difficulty: dict[str, Any] | None
+
+
+class ChatState(MessagesState, CandidatesState):
+    """A conversation plus the keys the nodes need: the state of
+    :class:`~tts_graph.integrations.chat_model.TTSChatModel`'s graphs, and a ready-made schema
+    for test-time scaling inside an agent."""
 
 
 class TTSState(CandidatesState, total=False):
