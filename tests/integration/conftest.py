@@ -39,6 +39,20 @@ def vllm_server() -> Iterator[RunningServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def qwen_server() -> Iterator[RunningServer]:
+    """The embedded Qwen2.5-Coder-0.5B-Instruct, for what needs a capable model (tool calls)."""
+    if url := os.environ.get("TTS_GRAPH_TEST_QWEN_BASE_URL"):
+        yield RunningServer(url, None, None)
+        return
+    server = VLLMServer(ServerConfig(model="qwen2.5-coder-0.5b"))
+    server.start()
+    try:
+        yield RunningServer(server.base_url, server.model_params, server)
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 async def backend(vllm_server: RunningServer) -> AsyncIterator[VLLMBackend]:
     b = VLLMBackend(vllm_server.base_url)

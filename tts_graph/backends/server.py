@@ -25,7 +25,11 @@ from types import TracebackType
 
 import httpx
 
-from tts_graph.backends.embedded import EMBEDDED_MODEL_NAME, embedded_model_dir
+from tts_graph.backends.embedded import (
+    DEFAULT_EMBEDDED_MODEL,
+    EMBEDDED_MODELS,
+    embedded_model_dir,
+)
 from tts_graph.errors import ServerStartError
 
 __all__ = ["ServerConfig", "VLLMServer", "count_parameters", "free_port"]
@@ -44,6 +48,10 @@ _CPU_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+# The tool parser the embedded models that call tools use (see its module).
+_LENIENT_TOOL_PARSER = Path(__file__).parent / "vllm_plugins" / "lenient_tool_parser.py"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -90,7 +98,10 @@ def count_parameters(model_dir: Path) -> int | None:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """How to run the server. ``model=None`` means the embedded default model.
+    """How to run the server. ``model`` is an embedded model's name (``"smollm2-135m"``,
+    ``"qwen2.5-coder-0.5b"``; None means the default one), a local folder or a model id.
+    ``tool_call_parser`` turns on vLLM's tool calling with that parser (an embedded model that
+    calls tools brings its own).
 
     The defaults favour a laptop-sized CPU: eager mode (start-up ~30 s instead of ~100 s), prefix
     caching on (candidates of one prompt share its KV cache), a fixed seed, and chunked prefill
@@ -107,8 +118,16 @@ class ServerConfig:
     enforce_eager: bool = True
     enable_prefix_caching: bool = True
     disable_chunked_prefill: bool = True
+    tool_call_parser: str | None = None
     extra_args: Sequence[str] = field(default_factory=tuple)
     startup_timeout_s: float = 600.0
+
+    @property
+    def embedded(self) -> str | None:
+        """The embedded model this config serves, if it serves one."""
+        if self.model is None:
+            return DEFAULT_EMBEDDED_MODEL
+        return self.model if self.model in EMBEDDED_MODELS else None
 
 
 class VLLMServer:
@@ -162,17 +181,27 @@ class VLLMServer:
         )
         if cfg.disable_chunked_prefill:
             cmd.append("--no-enable-chunked-prefill")
+        parser = cfg.tool_call_parser
+        if parser is None and cfg.embedded is not None:
+            parser = EMBEDDED_MODELS[cfg.embedded].tool_call_parser
+        if parser is not None:
+            cmd += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+        if parser == "tts-hermes":
+            cmd += ["--tool-parser-plugin", str(_LENIENT_TOOL_PARSER)]
         cmd.extend(cfg.extra_args)
         return cmd
 
     def _resolve_model(self) -> None:
         cfg = self.config
-        if cfg.model is None:
-            path = embedded_model_dir()
+        if cfg.embedded is not None:
+            path = embedded_model_dir(cfg.embedded)
             self.model_path = str(path)
-            self.served_model_name = cfg.served_model_name or EMBEDDED_MODEL_NAME
+            self.served_model_name = (
+                cfg.served_model_name or EMBEDDED_MODELS[cfg.embedded].served_name
+            )
             self.model_params = count_parameters(path)
             return
+        assert cfg.model is not None  # None means the default embedded model, handled above
         self.model_path = cfg.model
         self.served_model_name = cfg.served_model_name or cfg.model
         local = Path(cfg.model).expanduser()

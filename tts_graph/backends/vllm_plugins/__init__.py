@@ -1,0 +1,1 @@
+"""Plugins loaded by the vLLM server process (never imported by the library itself)."""
