@@ -230,3 +230,12 @@ async def test_samples_use_a_small_budget_fully():
     )
     assert len(state["candidates"]) == 8 and state["answer"] == "12"
     assert state["decisions"][0]["budget"][0]["max_tokens"][1] < 256
+
+
+async def test_a_budget_given_as_json_is_read_as_a_budget():
+    backend = FakeBackend(lambda r, i: "Answer: 1")
+    graph = create_best_of_n_graph(backend, n=4).compile()
+    state = await graph.ainvoke({"question": "q", "budget": {"max_calls": 1, "strict": False}})
+    assert state["usage"].calls == 1 and state["ledger"].budget.max_calls == 1
+    with pytest.raises(ConfigError, match="max_calls"):
+        await graph.ainvoke({"question": "q", "budget": {"max_calls": -1}})
