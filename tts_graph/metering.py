@@ -111,13 +111,16 @@ async def charge(
     max_tokens: int = 0,
     model_params: int | None = None,
     what: str = "a request",
+    deadline: bool = True,
 ) -> AsyncIterator[Bill]:
     """Reserve one request in the current scope's ledger, run the block under the run's
-    wall-time deadline, and settle with the usage given to :meth:`Bill.settle`.
+    wall-time deadline (unless ``deadline=False``: a streamed request bounds each chunk itself),
+    and settle with the usage given to :meth:`Bill.settle`.
 
     Outside a scope, or inside another charge, this charges nothing (``bill.grant`` is None).
-    A block that raises without settling releases its reservation: a failed request counts
-    nothing, as before it was sent.
+    A block that raises settles what it reported so far (a stream cancelled half-way counts what
+    the server had generated), and otherwise releases its reservation: a request that failed
+    before the server reported anything counts nothing.
     """
     scope = _SCOPE.get()
     if scope is None or _CHARGING.get():
@@ -140,16 +143,17 @@ async def charge(
     bill = Bill(grant)
     token = _CHARGING.set(True)
     started = time.time()
-    deadline = asyncio.timeout(ledger.time_left())
+    timer = asyncio.timeout(ledger.time_left() if deadline else None)
     try:
-        async with deadline:
+        async with timer:
             yield bill
     except TimeoutError:
-        if not deadline.expired():
-            ledger.release(grant)
+        if not timer.expired():
+            _settle_partial(scope, grant, bill)
             raise
-        # The server read the prompt of the cancelled request: count the call and the prompt.
-        cut = Usage(
+        # The server read the prompt of the cancelled request: count the call and the prompt
+        # (and what it streamed, if it did).
+        cut = bill.usage or Usage(
             prompt_tokens=grant.prompt_tokens,
             calls=1,
             flops=estimate_flops(model_params, grant.prompt_tokens),
@@ -164,7 +168,7 @@ async def charge(
             limit="wall time",
         ) from None
     except BaseException:
-        ledger.release(grant)
+        _settle_partial(scope, grant, bill)
         raise
     finally:
         _CHARGING.reset(token)
@@ -173,6 +177,14 @@ async def charge(
         return
     ledger.settle(grant, bill.usage)
     scope.add(bill.usage, grant.changes())
+
+
+def _settle_partial(scope: Spending, grant: Grant, bill: Bill) -> None:
+    if bill.usage is None:
+        scope.ledger.release(grant)
+    else:
+        scope.ledger.settle(grant, bill.usage)
+        scope.add(bill.usage, grant.changes())
 
 
 @contextlib.asynccontextmanager

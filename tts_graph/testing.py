@@ -10,11 +10,18 @@ request, completion tokens per sample), counting whitespace-separated words as t
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from tts_graph.backends.base import BaseBackend, Completion, Generation, GenerationRequest
+from tts_graph.backends.base import (
+    BaseBackend,
+    Completion,
+    Generation,
+    GenerationRequest,
+    StreamChunk,
+)
 from tts_graph.budget import Usage, estimate_flops
 
 __all__ = ["FakeBackend", "SampleFn"]
@@ -39,12 +46,42 @@ class FakeBackend(BaseBackend):
     ``requests`` (after the budget cut it, as a server would see it).
 
     Text is cut to ``max_tokens`` words (``finish_reason="length"``), like a real server.
-    Requests are charged to the run's budget like a real backend's.
+    Requests are charged to the run's budget like a real backend's. :meth:`stream` yields one
+    word at a time, ``stream_delay_s`` apart, with the usage so far in every chunk, and counts
+    in ``streamed_tokens`` the words it really sent (a stream closed early sends fewer).
     """
 
     fn: SampleFn
     model_params: int | None = None
     requests: list[GenerationRequest] = field(default_factory=list)
+    stream_delay_s: float = 0.0
+    streamed_tokens: int = 0
+
+    async def _stream(self, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+        gen = await self._generate(request)
+        prompt = gen.usage.prompt_tokens
+        sent = 0
+        words = [c.text.split() for c in gen.completions]
+        longest = max((len(w) for w in words), default=0)
+        for position in range(longest):
+            for c, ws in zip(gen.completions, words, strict=True):
+                if position >= len(ws):
+                    continue
+                if self.stream_delay_s:
+                    await asyncio.sleep(self.stream_delay_s)
+                sent += 1
+                self.streamed_tokens += 1
+                last = position == len(ws) - 1
+                yield StreamChunk(
+                    index=c.index,
+                    text=ws[position] + ("" if last else " "),
+                    logprobs=c.logprobs[position : position + 1] if c.logprobs else (),
+                    finish_reason=c.finish_reason if last else None,
+                    usage=Usage(
+                        prompt_tokens=prompt, completion_tokens=sent, calls=1,
+                        started_at=gen.usage.started_at, ended_at=time.time(),
+                    ),
+                )  # fmt: skip
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return _prompt_tokens(request)

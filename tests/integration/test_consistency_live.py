@@ -1,9 +1,30 @@
 """Early-stopping self-consistency against the vLLM server (sampled text is never pinned)."""
 
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
 import pytest
 
 from tts_graph import SamplingParams
 from tts_graph.nodes.consistency import make_consistency_node
+
+
+async def metric(root_url: str, name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{root_url}/metrics")).text
+    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M))
+
+
+async def settled_tokens(root_url: str) -> float:
+    """The server's generated-token counter once no request is running any more."""
+    for _ in range(100):
+        if await metric(root_url, "vllm:num_requests_running") == 0:
+            break
+        await asyncio.sleep(0.1)
+    return await metric(root_url, "vllm:generation_tokens_total")
 
 
 @pytest.mark.parametrize("stop", ["adaptive", "beta"])
@@ -12,13 +33,49 @@ async def test_early_stop_draws_at_most_max_samples(backend, stop):
         backend, stop=stop, max_samples=8, sampling=SamplingParams(max_tokens=48), seed=3
     )
     out = await node({"question": "What is 7+5?"})
-    rounds = [d for d in out["decisions"] if d["kind"] == "consistency_round"]
+    checks = [d for d in out["decisions"] if d["kind"] == "consistency_check"]
     (summary,) = [d for d in out["decisions"] if d["kind"] == "consistency"]
     drawn = len(out["candidates"])
     assert 1 <= drawn <= 8
     assert summary["drawn"] == drawn and summary["skipped"] == 8 - drawn
-    assert out["usage"].calls == len(rounds) == summary["rounds"]
+    assert out["usage"].calls == drawn + summary["cancelled"]
     assert out["usage"].completion_tokens > 0
-    assert [r["seed"] for r in rounds] == [3 + i for i in range(len(rounds))]
+    assert {c.seed for c in out["candidates"]} <= set(range(3, 11))
     assert summary["reason"] in ("threshold", "max_samples")
-    assert rounds[-1]["decision"] == "stop"
+    assert checks[-1]["decision"] == "stop"
+
+
+async def test_beta_early_stopping_cancels_in_flight_requests_and_saves_server_work(
+    backend, vllm_server
+):
+    # Eight samples in flight at a time out of sixteen, at a low temperature so that they
+    # agree: once four agree, the ones still running are cancelled and the rest never start.
+    # The same seeds without an early stop (Beta never reaches a threshold of 1.0) show what
+    # the cancelled samples would have cost the server.
+    params = SamplingParams(temperature=0.3, max_tokens=200)
+    question = {"question": "What is 7+5?"}
+    root = vllm_server.root_url
+
+    def node(threshold: float | None):
+        return make_consistency_node(
+            backend, stop="beta", max_samples=16, concurrency=8, threshold=threshold,
+            sampling=params, seed=11,
+        )  # fmt: skip
+
+    before = await settled_tokens(root)
+    early = await node(None)(question)
+    early_server = await settled_tokens(root) - before
+    (summary,) = [d for d in early["decisions"] if d["kind"] == "consistency"]
+
+    before = await settled_tokens(root)
+    full = await node(1.0)(question)
+    full_server = await settled_tokens(root) - before
+
+    assert summary["reason"] == "threshold" and summary["cancelled"] > 0
+    assert len(full["candidates"]) == 16
+    # The budget counts what the server generated, up to the tokens produced between the last
+    # streamed chunk and the abort.
+    assert early["usage"].completion_tokens <= early_server
+    assert early_server <= early["usage"].completion_tokens + 8 * 16
+    assert full["usage"].completion_tokens == full_server
+    assert early_server < full_server

@@ -134,9 +134,9 @@ async def test_a_send_fan_out_that_affords_no_branch_still_reaches_its_target():
 
 async def test_the_wall_time_limit_cancels_requests_and_keeps_the_best_answer_so_far():
     async def reply(request, i):
-        if request.sampling.seed > 0:  # every round after the first hangs
+        if request.sampling.seed > 1:  # every sample after the first two hangs
             await asyncio.sleep(30)
-        return "Answer: 12" if i else "Answer: 13"
+        return f"Answer: {12 + request.sampling.seed}"
 
     backend = FakeBackend(reply)
     node = make_consistency_node(backend, max_samples=16)

@@ -1,6 +1,7 @@
 """The run's ledger: reservations, cuts, refusals, the wall-time deadline and charging requests."""
 
 import asyncio
+import contextlib
 import copy
 import pickle
 
@@ -220,3 +221,38 @@ async def test_charge_call_counts_what_uncharged_work_reports_and_holds_the_call
 async def test_charge_outside_a_scope_holds_nothing():
     async with charge(prompt_tokens=10, max_tokens=10) as bill:
         assert bill.grant is None
+
+
+async def collect(stream, stop_after=None):
+    texts = []
+    async with contextlib.aclosing(stream) as chunks:
+        async for chunk in chunks:
+            texts.append(chunk.text)
+            if stop_after is not None and len(texts) >= stop_after:
+                break
+    return texts
+
+
+async def test_a_stream_closed_early_counts_only_what_was_sent():
+    backend = FakeBackend(lambda r, i: " ".join(["w"] * 20))
+    ledger = Ledger(budget=Budget(max_completion_tokens=100))
+    with spending(ledger) as spent:
+        texts = await collect(backend.stream(request(max_tokens=50)), stop_after=5)
+    assert len(texts) == 5 and backend.streamed_tokens == 5
+    assert spent.usage.completion_tokens == 5 and spent.usage.calls == 1
+    assert ledger.spent == spent.usage and ledger.reserved == Usage()
+
+
+async def test_a_stream_is_cut_by_the_budget_and_bounded_by_the_wall_time():
+    backend = FakeBackend(lambda r, i: " ".join(["w"] * 20))
+    ledger = Ledger(budget=Budget(max_completion_tokens=8))
+    with spending(ledger) as spent:
+        texts = await collect(backend.stream(request(max_tokens=50)))
+    assert len(texts) == 8 and spent.usage.completion_tokens == 8  # max_tokens cut to 8
+    slow = FakeBackend(lambda r, i: " ".join(["w"] * 100), stream_delay_s=0.05)
+    ledger = Ledger(budget=Budget(max_wall_s=0.3))
+    with spending(ledger) as spent, pytest.raises(BudgetExhausted, match="wall time"):
+        await collect(slow.stream(request(max_tokens=200)))
+    assert 0 < slow.streamed_tokens < 100
+    assert spent.usage.completion_tokens == slow.streamed_tokens
+    assert ledger.reserved == Usage()

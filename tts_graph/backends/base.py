@@ -9,15 +9,16 @@ that satisfies the :class:`Backend` protocol and wrap a backend that does not su
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tts_graph.budget import Usage
-from tts_graph.errors import ConfigError
+from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import charge, current_spending
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "GenerationRequest",
     "Message",
     "SamplingParams",
+    "StreamChunk",
     "TokenLogprob",
     "metered",
 ]
@@ -174,6 +176,19 @@ class Generation:
     budget: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class StreamChunk:
+    """Part of a streamed reply: the new ``text`` of sample ``index`` with its tokens' log-probs,
+    its ``finish_reason`` once it ends, and the request's ``usage`` so far (cumulative over all
+    its samples) when the server reports it. A chunk with ``index=-1`` carries only usage."""
+
+    index: int
+    text: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What nodes need from a model server. Implementations: :class:`~tts_graph.VLLMBackend`,
@@ -233,6 +248,22 @@ class BaseBackend(abc.ABC):
         """Send ``request``, charged to the run's budget when called inside a node."""
         return await charged_generate(self, request, self._generate)
 
+    async def _stream(self, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+        """Stream ``request`` as it is. The default waits for the whole reply and yields each
+        sample as one chunk: override it where the server streams."""
+        gen = await self._generate(request)
+        for c in gen.completions:
+            yield StreamChunk(c.index, c.text, c.logprobs or (), c.finish_reason, gen.usage)
+
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+        """Stream ``request``, charged to the run's budget when called inside a node.
+
+        Close the iterator to stop early (``contextlib.aclosing``): the server stops the request
+        (vLLM aborts a request whose client disconnects), and the budget counts what the server
+        had generated up to then. Each chunk is awaited within the run's wall time.
+        """
+        return charged_stream(self, request, self._stream)
+
 
 async def charged_generate(
     backend: BaseBackend,
@@ -263,6 +294,59 @@ async def charged_generate(
     if bill.grant is not None and bill.grant.limit is not None:
         gen = dataclasses.replace(gen, budget=bill.grant.changes())
     return gen
+
+
+async def charged_stream(
+    backend: BaseBackend,
+    request: GenerationRequest,
+    send: Callable[[GenerationRequest], AsyncGenerator[StreamChunk, None]],
+) -> AsyncGenerator[StreamChunk, None]:
+    """``send(request)`` streamed and charged like :func:`charged_generate`; usage is settled
+    from the last usage the stream reported, so a stream closed early counts what it got."""
+    scope = current_spending()
+    counts = scope is not None and scope.ledger.counts_tokens
+    prompt_tokens = await backend.count_prompt_tokens(request) if counts else 0
+    async with charge(
+        prompt_tokens=prompt_tokens,
+        n=request.n,
+        max_tokens=request.sampling.max_tokens,
+        model_params=backend.model_params,
+        what=f"a streamed request for {request.n} sample(s)",
+        deadline=False,
+    ) as bill:
+        grant = bill.grant
+        if grant is not None and grant.limit is not None:
+            request = dataclasses.replace(
+                request,
+                n=grant.n,
+                sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
+            )
+        ledger = scope.ledger if scope is not None and bill.grant is not None else None
+        chunks = send(request)
+        try:
+            while True:
+                left = None if ledger is None else ledger.time_left()
+                try:
+                    async with asyncio.timeout(left):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    assert ledger is not None and ledger.budget.max_wall_s is not None
+                    assert scope is not None
+                    scope.add(
+                        Usage(), {"cancelled": f"a streamed request for {request.n} sample(s)"}
+                    )
+                    raise BudgetExhausted(
+                        f"the run's wall time ({ledger.budget.max_wall_s:g} s) ran out during a "
+                        "streamed request; the request was cancelled",
+                        limit="wall time",
+                    ) from None
+                if chunk.usage is not None:
+                    bill.settle(chunk.usage)
+                yield chunk
+        finally:
+            await chunks.aclose()  # closes the HTTP stream: the server stops the request
 
 
 class _Metered(BaseBackend):

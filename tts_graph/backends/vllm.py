@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +34,7 @@ from tts_graph.backends.base import (
     Completion,
     Generation,
     GenerationRequest,
+    StreamChunk,
     TokenLogprob,
 )
 from tts_graph.backends.server import count_parameters
@@ -58,6 +60,35 @@ def _server_message(exc: openai.APIStatusError) -> str:
             return str(body["message"])
     text = exc.response.text.strip() if exc.response is not None else ""
     return text[:500] or exc.message
+
+
+def _token_logprobs(items: Any) -> tuple[TokenLogprob, ...]:
+    """Chat-completions logprob entries (OpenAI's form) as :class:`TokenLogprob` values."""
+    return tuple(
+        TokenLogprob(
+            token=t.token,
+            logprob=float(t.logprob),
+            top=tuple((x.token, float(x.logprob)) for x in (t.top_logprobs or ())),
+        )
+        for t in items or ()
+    )
+
+
+def _stream_chunk(choice: Any, *, chat: bool, usage: Usage | None) -> StreamChunk:
+    if chat:
+        text = choice.delta.content or "" if choice.delta is not None else ""
+        lp = choice.logprobs.content if choice.logprobs is not None else None
+        logprobs = _token_logprobs(lp)
+    else:
+        text = choice.text or ""
+        logprobs = ()
+    return StreamChunk(
+        index=int(choice.index),
+        text=text,
+        logprobs=logprobs,
+        finish_reason=choice.finish_reason,
+        usage=usage,
+    )
 
 
 def _tool_call(call: Any) -> dict[str, Any]:
@@ -238,24 +269,56 @@ class VLLMBackend(BaseBackend):
 
     # -- requests -----------------------------------------------------------------------------
 
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=wait_random_exponential(multiplier=self._backoff[0], max=self._backoff[1]),
+            retry=retry_if_exception(_is_retryable),
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+
     async def _generate(self, request: GenerationRequest) -> Generation:
         """Send one request (``n`` samples), retrying retryable failures; usage comes from the
         server's own ``usage`` field and is counted once, however many attempts it took."""
         await self.check()
         async with self._semaphore:
             started = time.time()
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(self._max_retries + 1),
-                wait=wait_random_exponential(multiplier=self._backoff[0], max=self._backoff[1]),
-                retry=retry_if_exception(_is_retryable),
-                reraise=True,
-                before_sleep=self._log_retry,
-            )
-            async for attempt in retrying:
+            async for attempt in self._retrying():
                 with attempt:
                     response = await self._send(request)
             ended = time.time()
         return self._parse(response, request, started, ended)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+        """Stream one request with the server's usage in every chunk (vLLM's
+        ``continuous_usage_stats``), so a stream closed early knows what it cost. Opening the
+        stream is retried like a request; a stream cut half-way is not (its samples are
+        partial)."""
+        await self.check()
+        chat = request.messages is not None
+        async with self._semaphore:
+            started = time.time()
+            async for attempt in self._retrying():
+                with attempt:
+                    stream = await self._send(request, stream=True)
+            try:
+                async for chunk in stream:
+                    usage = None
+                    if (raw := getattr(chunk, "usage", None)) is not None:
+                        usage = self._usage(
+                            int(raw.prompt_tokens), int(raw.completion_tokens or 0), started
+                        )
+                    if not chunk.choices and usage is not None:
+                        yield StreamChunk(-1, usage=usage)
+                    for choice in chunk.choices:
+                        yield _stream_chunk(choice, chat=chat, usage=usage)
+            except openai.APIError as exc:
+                raise BackendError(
+                    f"the stream from {self.base_url} broke off: {exc}", retryable=False
+                ) from exc
+            finally:
+                await stream.close()
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -325,7 +388,7 @@ class VLLMBackend(BaseBackend):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _send(self, request: GenerationRequest) -> Any:
+    async def _send(self, request: GenerationRequest, *, stream: bool = False) -> Any:
         s = request.sampling
         common: dict[str, Any] = {
             "model": self._model,
@@ -334,6 +397,9 @@ class VLLMBackend(BaseBackend):
             "top_p": s.top_p,
             "max_tokens": s.max_tokens,
         }
+        if stream:
+            common["stream"] = True
+            common["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         if s.seed is not None:
             common["seed"] = s.seed
         if s.stop:
@@ -412,16 +478,21 @@ class VLLMBackend(BaseBackend):
         completion_tokens = int(usage.completion_tokens) if usage else counted
         return Generation(
             completions=tuple(completions),
-            usage=Usage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                calls=1,
-                flops=estimate_flops(self._model_params, prompt_tokens + completion_tokens),
-                started_at=started,
-                ended_at=ended,
-            ),
+            usage=self._usage(prompt_tokens, completion_tokens, started, ended),
             model=str(getattr(response, "model", self._model) or ""),
             seed=request.sampling.seed,
+        )
+
+    def _usage(
+        self, prompt_tokens: int, completion_tokens: int, started: float, ended: float | None = None
+    ) -> Usage:
+        return Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            calls=1,
+            flops=estimate_flops(self._model_params, prompt_tokens + completion_tokens),
+            started_at=started,
+            ended_at=time.time() if ended is None else ended,
         )
 
     @staticmethod
@@ -436,14 +507,7 @@ class VLLMBackend(BaseBackend):
             )
             tool_calls = tuple(_tool_call(t) for t in choice.message.tool_calls or ())
             if choice.logprobs is not None and choice.logprobs.content is not None:
-                logprobs = tuple(
-                    TokenLogprob(
-                        token=t.token,
-                        logprob=float(t.logprob),
-                        top=tuple((x.token, float(x.logprob)) for x in (t.top_logprobs or ())),
-                    )
-                    for t in choice.logprobs.content
-                )
+                logprobs = _token_logprobs(choice.logprobs.content)
         else:
             text = choice.text or ""
             reasoning = None
