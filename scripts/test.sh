@@ -9,6 +9,13 @@ export HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 .venv/bin/ruff check tts_graph tests examples bench
 .venv/bin/ruff format --check tts_graph tests examples bench
 .venv/bin/mypy
+# The public API as a user types it: graphs built from the README and the examples must pass
+# --strict, so a signature that stops fitting StateGraph.add_node or an agent fails here.
+.venv/bin/mypy --strict tests/typing
+# The docs (mkdocs.yml): guides and the API reference rendered from the docstrings; --strict
+# turns every warning (a broken cross-reference, an unreadable docstring) into a failure. No
+# network needed; NO_MKDOCS_2_WARNING silences the theme's banner about its successor.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 # pytest exits 5 when it collected no test; `set -e` turns that (and any other failure) into a
 # failed run, and the count check below refuses a run in which nothing actually passed.

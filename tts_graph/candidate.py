@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tts_graph.metering import current_spending
 from tts_graph.verifiers.answer import normalize_answer
 from tts_graph.verifiers.base import Verdict
 
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
     from tts_graph.backends.base import Completion
 
 __all__ = ["Candidate", "best_candidate", "candidate_score", "next_index", "vote_key"]
+
+
+def _current_run() -> str | None:
+    scope = current_spending()
+    return None if scope is None else scope.ledger.run_id
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,9 @@ class Candidate:
     producers; ``index`` is its position in the run, which the candidates reducer keeps unique
     (a node that updates a candidate keeps its ``id`` with :func:`dataclasses.replace`).
     ``tool_calls`` are the tool calls the model made in this sample, in LangChain's form
-    (``{"name", "args", "id", "type": "tool_call"}``).
+    (``{"name", "args", "id", "type": "tool_call"}``). ``run`` is the id of the run whose node
+    made it (None for a candidate given as input), so a run on a thread with a checkpointer
+    can tell its own candidates from those of earlier runs.
     """
 
     index: int
@@ -42,6 +50,7 @@ class Candidate:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     tool_calls: tuple[Mapping[str, Any], ...] = ()
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run: str | None = field(default_factory=_current_run)
 
     @classmethod
     def from_completion(

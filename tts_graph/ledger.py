@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,7 @@ class Ledger(BaseModel):
     ``budget`` holds the limits (the state's ``budget``, bound by the first node that spends),
     ``spent`` what the server reported for settled requests. ``elapsed_s`` is the run time
     accumulated before this object was created (a run restored from a checkpoint keeps its
-    clock).
+    clock). ``run_id`` names the run; candidates made during it carry it.
 
     >>> ledger = Ledger(budget=Budget(max_calls=2, max_completion_tokens=100))
     >>> grant = ledger.reserve(prompt_tokens=10, n=4, max_tokens=64)
@@ -98,6 +99,7 @@ class Ledger(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     spent: Usage = Field(default_factory=Usage)
     elapsed_s: float = 0.0
+    run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _held: Usage = PrivateAttr(default_factory=Usage)

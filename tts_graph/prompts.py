@@ -25,8 +25,9 @@ __all__ = [
 
 Message = Mapping[str, Any]
 
-PromptFn = Callable[[Mapping[str, Any]], list[Message]]
-"""Builds the chat messages of a request from the graph state."""
+PromptFn = Callable[[Mapping[str, Any]], Sequence[Message]]
+"""Builds the chat messages of a request from the graph state (any sequence of
+``{"role": ..., "content": ...}`` mappings)."""
 
 DEFAULT_SYSTEM_PROMPT = (
     "Solve the problem. Work it out briefly, then end with a last line of the form "

@@ -108,7 +108,7 @@ def test_sync_invoke_and_stream():
     state = graph.invoke({"question": "What is 7+5?", "budget": Budget(max_total_tokens=500)})
     assert state["answer"] == "12" and state["usage"].calls == 1
     modes = [mode for mode, _ in graph.stream({"question": "q"}, stream_mode=["updates", "custom"])]
-    assert modes.count("custom") == 2 and modes.count("updates") == 2
+    assert modes.count("custom") == 2 and modes.count("updates") == 3  # start, fanout, select
     # The same graph, now asynchronously: the backend serves both event loops.
     import asyncio
 
@@ -123,7 +123,7 @@ async def test_astream_with_updates_custom_and_messages():
     ):
         seen[mode].append(chunk)
     assert [e["tts_graph"]["kind"] for e in seen["custom"]] == ["fanout", "select"]
-    assert [next(iter(u)) for u in seen["updates"]] == ["fanout", "select"]
+    assert [next(iter(u)) for u in seen["updates"]] == ["start", "fanout", "select"]
     messages = [m for m, _ in seen["messages"]]
     assert any(isinstance(m, AIMessage) and m.content == "Answer: 12" for m in messages)
 
@@ -184,3 +184,38 @@ async def test_renamed_messages_key():
     builder.add_edge("select", END)
     state = await builder.compile().ainvoke({"chat": [HumanMessage("1+2?")]})
     assert state["chat"][-1].content == "Answer: 3"
+
+
+async def test_a_thread_with_a_checkpointer_starts_each_run_afresh():
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    turns = iter(["Answer: 12", "Answer: 4"])
+    answers_of_turn: list[str] = []
+
+    def reply(request, i):
+        if i == 0:
+            answers_of_turn.append(next(turns))
+        return answers_of_turn[-1]
+
+    graph = create_best_of_n_graph(FakeBackend(reply), n=2, state_schema=AgentState).compile(
+        checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    first = await graph.ainvoke(
+        {"messages": [HumanMessage("7+5?")], "budget": Budget(max_calls=1)}, config
+    )
+    second = await graph.ainvoke({"messages": [HumanMessage("2+2?")]}, config)
+    assert first["messages"][-1].content == "Answer: 12"
+    # The second turn votes over its own candidates, with its own usage and budget.
+    assert second["messages"][-1].content == "Answer: 4"
+    assert [c.answer for c in second["candidates"]] == ["4", "4"]
+    assert second["usage"].calls == 1
+    assert [d["kind"] for d in second["decisions"]] == ["fanout", "select"]
+    assert len(second["messages"]) == 4
+
+
+async def test_candidates_given_as_input_survive_the_start_of_a_run():
+    given = Candidate(index=0, text="Answer: 9", answer="9", score=1.0)
+    graph = create_best_of_n_graph(answers(1), n=1, select="best_score").compile()
+    state = await graph.ainvoke({"question": "q", "candidates": [given]})
+    assert state["answer"] == "9" and len(state["candidates"]) == 2

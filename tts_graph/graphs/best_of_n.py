@@ -10,6 +10,7 @@ from tts_graph.backends.base import Backend, SamplingParams
 from tts_graph.graphs._schema import check_schema
 from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import SelectRule, make_select_node
+from tts_graph.nodes.start import make_start_node
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
@@ -32,7 +33,9 @@ def create_best_of_n_graph(
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
 ) -> StateGraph[Any]:
-    """Build (uncompiled) ``START → fanout [→ verify] → select → END``.
+    """Build (uncompiled) ``START → start → fanout [→ verify] → select → END`` (``start``
+    clears what earlier runs on a checkpointed thread left behind: see
+    :mod:`tts_graph.nodes.start`).
 
     Without a verifier the answer is chosen by majority vote over the candidates' final answers
     (self-consistency); with one, by the best verifier score (``select="best_score"``, ties to the
@@ -56,7 +59,9 @@ def create_best_of_n_graph(
         ),
     )
     builder.add_node("select", make_select_node(select=rule, strategy="best_of_n", keys=keys))
-    builder.add_edge(START, "fanout")
+    builder.add_node("start", make_start_node(keys=keys))
+    builder.add_edge(START, "start")
+    builder.add_edge("start", "fanout")
     if verifier is not None:
         builder.add_node("verify", make_verify_node(verifier, keys=keys))
         builder.add_edge("fanout", "verify")

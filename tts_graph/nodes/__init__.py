@@ -10,6 +10,7 @@ from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
 from tts_graph.nodes.revision import make_self_refine_node
 from tts_graph.nodes.select import majority_vote, make_select_node
 from tts_graph.nodes.send import Branch, add_send_fanout
+from tts_graph.nodes.start import make_start_node
 from tts_graph.nodes.thinking import make_thinking_node
 from tts_graph.nodes.tournament import make_tournament_node
 from tts_graph.nodes.verify import make_verify_node
@@ -26,6 +27,7 @@ __all__ = [
     "make_fanout_node",
     "make_select_node",
     "make_self_refine_node",
+    "make_start_node",
     "make_thinking_node",
     "make_tournament_node",
     "make_verify_node",

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from fractions import Fraction
 from math import comb
 from typing import Any, Literal
@@ -220,7 +220,7 @@ class _Sampling:
     def __init__(
         self,
         model: BaseBackend,
-        messages: list[Message],
+        messages: Sequence[Message],
         tools: list[dict[str, Any]],
         base: SamplingParams,
         seed: int,

@@ -10,7 +10,7 @@ When a cut request costs less than reserved, the node asks again for the samples
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams, metered
@@ -27,7 +27,7 @@ from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_
 __all__ = ["estimate_prompt_tokens", "make_fanout_node"]
 
 
-async def estimate_prompt_tokens(backend: Backend, messages: list[Message]) -> int:
+async def estimate_prompt_tokens(backend: Backend, messages: Sequence[Message]) -> int:
     """The prompt size of a chat request on ``messages``, as the backend counts it."""
     return await metered(backend).count_prompt_tokens(GenerationRequest.chat(messages))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams, metered
@@ -87,7 +87,7 @@ def make_self_refine_node(
         history: list[dict[str, Any]] = []
         calls = 0
 
-        async def ask(messages: list[Message]) -> tuple[str, int]:
+        async def ask(messages: Sequence[Message]) -> tuple[str, int]:
             nonlocal calls
             request_params = dataclasses.replace(params, seed=seed + calls)
             calls += 1
