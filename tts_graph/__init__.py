@@ -23,13 +23,22 @@ if TYPE_CHECKING:
     from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, TTSGraphError
     from tts_graph.graphs import create_best_of_n_graph
     from tts_graph.integrations.chat_model import TTSChatModel
-    from tts_graph.state import CandidatesState, ChatState, StateKeys, TTSState
+    from tts_graph.state import (
+        CandidatesDataclass,
+        CandidatesModel,
+        CandidatesState,
+        ChatState,
+        StateKeys,
+        TTSState,
+    )
 
 __all__ = [
     "BackendError",
     "Budget",
     "BudgetExhausted",
     "Candidate",
+    "CandidatesDataclass",
+    "CandidatesModel",
     "CandidatesState",
     "ChatModelBackend",
     "ChatState",
@@ -56,6 +65,8 @@ __getattr__, __dir__ = lazy_exports(
         "Budget": "tts_graph.budget",
         "BudgetExhausted": "tts_graph.errors",
         "Candidate": "tts_graph.candidate",
+        "CandidatesDataclass": "tts_graph.state",
+        "CandidatesModel": "tts_graph.state",
         "CandidatesState": "tts_graph.state",
         "ChatModelBackend": "tts_graph.backends.chat_model",
         "ChatState": "tts_graph.state",

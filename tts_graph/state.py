@@ -6,8 +6,9 @@ Three ways in, as LangGraph users write state:
 - your own schema with the :class:`CandidatesState` mixin, e.g.
   ``class State(MessagesState, CandidatesState)``: the conversation is the prompt and the chosen
   response is appended to ``messages`` as an ``AIMessage``;
-- a pydantic model or dataclass with the same keys (as langgraph's prebuilt ``ToolNode`` reads
-  them).
+- a pydantic model or a dataclass: subclass :class:`CandidatesModel` or
+  :class:`CandidatesDataclass`, which carry the same keys and reducers (and are read the way
+  langgraph's prebuilt ``ToolNode`` reads such states).
 
 Every node factory lets the caller rename the keys it uses
 (``make_fanout_node(..., keys=StateKeys(candidates="drafts"))``).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from langgraph.graph import MessagesState
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from tts_graph.budget import Budget, Usage, add_usage
@@ -29,12 +31,16 @@ from tts_graph.candidate import Candidate
 from tts_graph.ledger import Ledger, share_ledger
 
 __all__ = [
+    "CandidatesDataclass",
+    "CandidatesModel",
     "CandidatesState",
     "ChatState",
     "Decision",
     "StateKeys",
     "TTSState",
+    "add_usage",
     "merge_candidates",
+    "share_ledger",
 ]
 
 Decision = dict[str, Any]
@@ -97,6 +103,54 @@ class CandidatesState(TypedDict, total=False):
     response: str | None
     strategy: str
     difficulty: dict[str, Any] | None
+
+
+class CandidatesModel(BaseModel):
+    """:class:`CandidatesState` as a pydantic model: subclass it for a pydantic state schema.
+
+    >>> from typing import Annotated
+    >>> from langchain_core.messages import AnyMessage
+    >>> from langgraph.graph.message import add_messages
+    >>> class AgentState(CandidatesModel):
+    ...     messages: Annotated[list[AnyMessage], add_messages]
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    budget: Budget | None = None
+    ledger: Annotated[Ledger, share_ledger] = Field(default_factory=Ledger)
+    usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
+    candidates: Annotated[list[Candidate], merge_candidates] = Field(default_factory=list)
+    decisions: Annotated[list[Decision], operator.add] = Field(default_factory=list)
+    reference: Any = None
+    answer: str | None = None
+    response: str | None = None
+    strategy: str | None = None
+    difficulty: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True)
+class CandidatesDataclass:
+    """:class:`CandidatesState` as a dataclass: subclass it (with ``@dataclass``) for a
+    dataclass state schema. Its fields are keyword-only, so yours may come without defaults.
+
+    >>> @dataclass
+    ... class QuizState(CandidatesDataclass):
+    ...     question: str
+    """
+
+    budget: Budget | None = None
+    ledger: Annotated[Ledger, share_ledger] = dataclasses.field(default_factory=Ledger)
+    usage: Annotated[Usage, add_usage] = dataclasses.field(default_factory=Usage)
+    candidates: Annotated[list[Candidate], merge_candidates] = dataclasses.field(
+        default_factory=list
+    )
+    decisions: Annotated[list[Decision], operator.add] = dataclasses.field(default_factory=list)
+    reference: Any = None
+    answer: str | None = None
+    response: str | None = None
+    strategy: str | None = None
+    difficulty: dict[str, Any] | None = None
 
 
 class ChatState(MessagesState, CandidatesState):

@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, tool
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 
 from tts_graph import (
     Budget,
     BudgetExhausted,
     Candidate,
+    CandidatesDataclass,
+    CandidatesModel,
     CandidatesState,
     ChatModelBackend,
     ChatState,
@@ -268,6 +271,32 @@ async def ask(graph: Compiled) -> AIMessage:
     return reply
 
 
+# -- pydantic and dataclass schemas ------------------------------------------------------------
+
+
+class PydanticChat(CandidatesModel):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+@dataclass
+class Quiz(CandidatesDataclass):
+    question: str
+
+
+def pydantic_chat_graph() -> Compiled:
+    return create_best_of_n_graph(backend, n=4, state_schema=PydanticChat).compile()
+
+
+def dataclass_graph() -> Compiled:
+    builder = StateGraph(Quiz)
+    builder.add_node("sample", make_fanout_node(backend, n=4, sampling=short))
+    builder.add_node("vote", make_select_node(select="majority"))
+    builder.add_edge(START, "sample")
+    builder.add_edge("sample", "vote")
+    builder.add_edge("vote", END)
+    return builder.compile()
+
+
 # -- agents: TTSChatModel, graph_as_tool, ChatModelBackend -------------------------------------
 
 
@@ -279,7 +308,7 @@ def add(a: int, b: int) -> int:
 
 def agent_with_tts_chat_model() -> Compiled:
     model = TTSChatModel.best_of_n(
-        backend, n=3, sampling=short, budget=Budget(max_total_tokens=4_000)
+        backend, n=3, sampling=short, select="majority", budget=Budget(max_total_tokens=4_000)
     )
     chat: BaseChatModel = model
     return create_agent(chat, tools=[add], system_prompt="Call add to add numbers.")
@@ -315,7 +344,8 @@ async def strict_budget(graph: Compiled) -> str | None:
 
 if __name__ == "__main__":
     builders = [difficulty_routing, sequential_nodes, tournament, send_fanout, own_state,
-                own_state_best_of_n, messages_graph, chat_state_graph]  # fmt: skip
+                own_state_best_of_n, messages_graph, chat_state_graph, pydantic_chat_graph,
+                dataclass_graph]  # fmt: skip
     for build in builders:
         build()
     other = FakeListChatModel(responses=["Answer: 12"])

@@ -2,21 +2,18 @@
 sync and async, invoke and stream."""
 
 import dataclasses
-import operator
 from typing import Annotated, Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tts_graph import Budget, Candidate, CandidatesState, ConfigError, Usage, create_best_of_n_graph
 from tts_graph.backends import Completion
-from tts_graph.budget import add_usage
-from tts_graph.ledger import Ledger, share_ledger
 from tts_graph.nodes import make_fanout_node, make_select_node, make_tournament_node
-from tts_graph.state import merge_candidates
+from tts_graph.state import CandidatesDataclass, CandidatesModel
 from tts_graph.testing import FakeBackend
 
 
@@ -56,6 +53,24 @@ def test_a_factory_names_the_keys_a_schema_lacks():
         create_best_of_n_graph(answers(1), state_schema=MessagesState)
 
 
+class BarePydantic(BaseModel):
+    question: str
+
+
+@dataclasses.dataclass
+class BareDataclass:
+    question: str
+
+
+@pytest.mark.parametrize(
+    ("schema", "mixin"),
+    [(BarePydantic, "CandidatesModel"), (BareDataclass, "CandidatesDataclass")],
+)
+def test_the_missing_keys_error_names_the_mixin_of_the_schemas_kind(schema, mixin):
+    with pytest.raises(ConfigError, match=f"lacks the key.*{mixin}"):
+        create_best_of_n_graph(answers(1), state_schema=schema)
+
+
 async def test_a_node_in_a_schema_without_the_mixin_fails_loudly_instead_of_dropping_its_work():
     builder = StateGraph(MessagesState)
     builder.add_node("fanout", make_fanout_node(answers(1), n=2))
@@ -65,33 +80,17 @@ async def test_a_node_in_a_schema_without_the_mixin_fails_loudly_instead_of_drop
         await builder.compile().ainvoke({"messages": CONVERSATION})
 
 
-class PydanticState(BaseModel):
+class PydanticState(CandidatesModel):
     question: str
-    budget: Budget | None = None
-    ledger: Annotated[Ledger, share_ledger] = Field(default_factory=Ledger)
-    usage: Annotated[Usage, add_usage] = Field(default_factory=Usage)
-    candidates: Annotated[list[Candidate], merge_candidates] = Field(default_factory=list)
-    decisions: Annotated[list[dict[str, Any]], operator.add] = Field(default_factory=list)
-    answer: str | None = None
-    response: str | None = None
-    strategy: str | None = None
 
 
 @dataclasses.dataclass
-class DataclassState:
+class DataclassState(CandidatesDataclass):
     question: str
-    budget: Budget | None = None
-    ledger: Annotated[Ledger, share_ledger] = dataclasses.field(default_factory=Ledger)
-    usage: Annotated[Usage, add_usage] = dataclasses.field(default_factory=Usage)
-    candidates: Annotated[list[Candidate], merge_candidates] = dataclasses.field(
-        default_factory=list
-    )
-    decisions: Annotated[list[dict[str, Any]], operator.add] = dataclasses.field(
-        default_factory=list
-    )
-    answer: str | None = None
-    response: str | None = None
-    strategy: str | None = None
+
+
+class PydanticChat(CandidatesModel):
+    messages: Annotated[list[AnyMessage], add_messages]
 
 
 @pytest.mark.parametrize("schema", [PydanticState, DataclassState])
@@ -101,6 +100,15 @@ async def test_pydantic_and_dataclass_states(schema):
     assert state["answer"] == "12"
     assert state["usage"].calls == 1
     assert [d["kind"] for d in state["decisions"]] == ["fanout", "select"]
+
+
+async def test_a_pydantic_conversation_state_gets_the_chosen_message():
+    graph = create_best_of_n_graph(answers(12, 13, 12), n=3, state_schema=PydanticChat).compile()
+    state = await graph.ainvoke({"messages": CONVERSATION})
+    reply = state["messages"][-1]
+    assert isinstance(reply, AIMessage) and reply.content == "Answer: 12"
+    assert reply.response_metadata["tts_graph"]["answer"] == "12"
+    assert len(state["messages"]) == 3 and state["usage"].calls == 1
 
 
 def test_sync_invoke_and_stream():

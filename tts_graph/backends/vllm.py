@@ -50,6 +50,21 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, BackendError) and exc.retryable
 
 
+# What to do about the server's refusals that come from how it was started.
+_HINTS = (
+    (
+        "--enable-auto-tool-choice",
+        "; this server was started without tool calling: serve a model that calls tools "
+        "(tts-graph serve --model qwen2.5-coder-0.5b) or start vLLM with "
+        "--enable-auto-tool-choice --tool-call-parser NAME",
+    ),
+)
+
+
+def _hint(message: str) -> str:
+    return "".join(hint for needle, hint in _HINTS if needle in message)
+
+
 def _server_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
@@ -459,7 +474,7 @@ class VLLMBackend(BaseBackend):
                 status=status,
             )
         retryable = status == 429 or status >= 500
-        return BackendError(message, retryable=retryable, status=status)
+        return BackendError(message + _hint(message), retryable=retryable, status=status)
 
     def _parse(
         self, response: Any, request: GenerationRequest, started: float, ended: float

@@ -41,7 +41,17 @@ def check_schema(schema: Any, keys: StateKeys, factory: str, *, writes: Iterable
     if missing:
         name = getattr(schema, "__name__", repr(schema))
         raise ConfigError(
-            f"{factory}: the state schema {name} lacks the key(s) {', '.join(missing)}; mix "
-            "tts_graph.CandidatesState into it (class State(MessagesState, CandidatesState)) "
-            "or rename keys with keys=StateKeys(...)"
+            f"{factory}: the state schema {name} lacks the key(s) {', '.join(missing)}; "
+            f"{_mixin_hint(schema)} or rename keys with keys=StateKeys(...)"
         )
+
+
+def _mixin_hint(schema: Any) -> str:
+    """How to give ``schema`` the keys, in its own kind of schema."""
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return "subclass tts_graph.CandidatesModel (class State(CandidatesModel): ...)"
+    if dataclasses.is_dataclass(schema):
+        return (
+            "subclass tts_graph.CandidatesDataclass (@dataclass class State(CandidatesDataclass))"
+        )
+    return "mix tts_graph.CandidatesState into it (class State(MessagesState, CandidatesState))"

@@ -32,11 +32,14 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
-from tts_graph.backends.base import Backend
+from tts_graph.backends.base import Backend, SamplingParams
 from tts_graph.budget import Budget
 from tts_graph.errors import ConfigError
+from tts_graph.nodes.select import SelectRule
 from tts_graph.prompts import TOOLS_CONFIG_KEY
 from tts_graph.state import ChatState
+from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
+from tts_graph.verifiers.base import Verifier
 
 __all__ = ["TTSChatModel"]
 
@@ -53,18 +56,37 @@ class TTSChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    graph: Any
+    graph: Runnable[Any, Any]
     budget: Budget | None = None
 
     @classmethod
     def best_of_n(
-        cls, backend: Backend, *, n: int = 8, budget: Budget | None = None, **options: Any
+        cls,
+        backend: Backend,
+        *,
+        n: int = 8,
+        budget: Budget | None = None,
+        sampling: SamplingParams | None = None,
+        seed: int = 0,
+        verifier: Verifier | None = None,
+        select: SelectRule | None = None,
+        extract: AnswerExtractor | str = extract_answer,
     ) -> TTSChatModel:
-        """A chat model that answers with best-of-``n`` (``options`` go to
-        :func:`~tts_graph.graphs.best_of_n.create_best_of_n_graph`)."""
+        """A chat model that answers with best-of-``n``: the options are
+        :func:`~tts_graph.graphs.best_of_n.create_best_of_n_graph`'s, over
+        :class:`~tts_graph.state.ChatState`."""
         from tts_graph.graphs.best_of_n import create_best_of_n_graph
 
-        graph = create_best_of_n_graph(backend, n=n, state_schema=ChatState, **options)
+        graph = create_best_of_n_graph(
+            backend,
+            n=n,
+            sampling=sampling,
+            seed=seed,
+            verifier=verifier,
+            select=select,
+            extract=extract,
+            state_schema=ChatState,
+        )
         return cls(graph=graph.compile(), budget=budget)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.runnables import Runnable
 from langchain_core.tools import StructuredTool
 
 from tts_graph.budget import Budget
@@ -12,7 +13,7 @@ __all__ = ["graph_as_tool"]
 
 
 def graph_as_tool(
-    graph: Any,
+    graph: Runnable[Any, Any],
     *,
     name: str = "think_harder",
     description: str = (

@@ -92,8 +92,9 @@ def require_keys(state: Mapping[str, Any], node: str, *keys: str) -> None:
     if missing:
         raise ConfigError(
             f"node {node!r} writes the state key(s) {', '.join(map(repr, missing))}, which the "
-            "graph's state schema does not have; add them, e.g. by mixing "
-            "tts_graph.CandidatesState into it: class State(MessagesState, CandidatesState)"
+            "graph's state schema does not have; add them with the mixin of your schema's kind: "
+            "class State(MessagesState, CandidatesState) for a TypedDict, tts_graph."
+            "CandidatesModel for a pydantic model, CandidatesDataclass for a dataclass"
         )
 
 

@@ -553,6 +553,14 @@ _CONNECTIVE = re.compile(
     r"^(?:(?:so|thus|hence|therefore|then|finally|and|we\s+get|we\s+have)\b[\s,:]*)+",
     re.IGNORECASE,
 )
+# A clause that announces the computation it closes with ("we add 7 + 5 = 12", "which gives
+# x = 3"): its equation is the result, even after a clause that ends in mathematics.
+_COMPUTATION = re.compile(
+    r"^(?:(?:so|thus|then|finally|and|now)\s+)?(?:(?:we|I|this|which|that|it)\s+)?"
+    r"(?:add|multiply|subtract|divide|sum|compute|calculate|evaluate|simplify|get|gets|give|gives|"
+    r"yield|yields|obtain|find)(?:\s+(?:them|these|it|up|together))?\b[\s,:]*",
+    re.IGNORECASE,
+)
 # A value with a condition followed by another ("A for odd n and B for even n", "A if x > 0,
 # and B if ...") is a piecewise answer.
 _PIECEWISE = re.compile(
@@ -610,11 +618,15 @@ def _math_clause(sentence: str, *, need_equation: bool) -> str | None:
         if not breaks:
             return None
         before = _strip_delimiters(sentence[: breaks[-1].start()]).split()
-        # After a list of equations ("defined by x_1 = 2, x_2 = 5") the last one is restated
-        # data; after prose ("has one solution, x = 3") it is the answer.
-        if not before or _is_math_token(before[-1]):
-            return None
         clause = sentence[breaks[-1].end() :]
+        computed = _COMPUTATION.match(_strip_delimiters(clause))
+        # After a list of equations ("defined by x_1 = 2, x_2 = 5") the last one is restated
+        # data; after prose ("has one solution, x = 3") or as a computation ("To find 7+5, we add
+        # 7 + 5 = 12") it is the answer.
+        if not before or (_is_math_token(before[-1]) and not computed):
+            return None
+        if computed:
+            clause = _strip_delimiters(clause)[computed.end() :]
     clause = _CONNECTIVE.sub("", _strip_delimiters(clause)).strip(" *").rstrip(" .")
     if not clause or (need_equation and _rhs(clause) is None):
         return None

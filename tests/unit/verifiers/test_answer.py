@@ -132,6 +132,23 @@ def test_extract_last_number(text: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A clause that announces its computation closes with the result, even after a clause
+        # that ends in mathematics ("To find 7+5,").
+        ("To find 7+5, we add 7 + 5 = 12.", "12"),
+        ("First 3 boxes, then we multiply 3 * 4 = 12.", "12"),
+        ("To find 7+5, which gives 7 + 5 = 12.", "12"),
+        # Without such a clause, an equation after one that ends in mathematics is restated data.
+        ("Given 2+3, 4 + 1 = 5.", None),
+        ("We start from a = 2, b = 5.", None),
+    ],
+)
+def test_a_closing_computation_states_its_result(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
     ("text", "expected", "why"),
     [
         (r"Final Answer: 1. The answer is 2. Answer: 3. \boxed{4} and 5", "4", "boxed first"),
