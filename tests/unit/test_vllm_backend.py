@@ -248,7 +248,7 @@ async def test_client_error_is_not_retried_and_carries_the_server_message():
 async def test_tools_on_a_server_without_tool_calling_say_how_to_serve_one_that_has_it():
     msg = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
     server = Server(script=[(400, {"error": {"message": msg, "type": "BadRequestError"}})])
-    with pytest.raises(BackendError, match="started without tool calling.*--model qwen2.5-coder"):
+    with pytest.raises(BackendError, match=r"started without tool calling.*--model qwen2\.5-coder"):
         await make_backend(server).generate(CHAT)
 
 
