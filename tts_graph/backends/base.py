@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from tts_graph.budget import Usage
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import charge, current_spending
+from tts_graph.seeds import with_seed_offset
 
 __all__ = [
     "Backend",
@@ -246,7 +247,7 @@ class BaseBackend(abc.ABC):
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """Send ``request``, charged to the run's budget when called inside a node."""
-        return await charged_generate(self, request, self._generate)
+        return await charged_generate(self, with_seed_offset(request), self._generate)
 
     async def _stream(self, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
         """Stream ``request`` as it is. The default waits for the whole reply and yields each
@@ -262,7 +263,7 @@ class BaseBackend(abc.ABC):
         (vLLM aborts a request whose client disconnects), and the budget counts what the server
         had generated up to then. Each chunk is awaited within the run's wall time.
         """
-        return charged_stream(self, request, self._stream)
+        return charged_stream(self, with_seed_offset(request), self._stream)
 
 
 async def charged_generate(

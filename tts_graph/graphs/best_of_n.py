@@ -1,16 +1,18 @@
-"""Best-of-N: sample N candidates in one request, optionally verify them, then choose one."""
+"""Best-of-N: sample N candidates (or run another strategy N times), optionally verify them, then
+choose one."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 
 from tts_graph.backends.base import Backend, SamplingParams
-from tts_graph.graphs._schema import check_schema
+from tts_graph.errors import ConfigError
+from tts_graph.graphs._build import Policies, Steps
+from tts_graph.graphs._compose import make_graph_node
 from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import SelectRule, make_select_node
-from tts_graph.nodes.start import make_start_node
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
@@ -21,7 +23,7 @@ __all__ = ["create_best_of_n_graph"]
 
 
 def create_best_of_n_graph(
-    backend: Backend,
+    backend: Backend | None,
     *,
     n: int = 8,
     sampling: SamplingParams | None = None,
@@ -30,6 +32,8 @@ def create_best_of_n_graph(
     select: SelectRule | None = None,
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
+    candidates: Any = None,
+    policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
 ) -> StateGraph[Any]:
@@ -39,34 +43,40 @@ def create_best_of_n_graph(
 
     Without a verifier the answer is chosen by majority vote over the candidates' final answers
     (self-consistency); with one, by the best verifier score (``select="best_score"``, ties to the
-    lowest index). ``select`` overrides either default. ``state_schema`` may be your own (for
-    example ``class State(MessagesState, CandidatesState)``: the conversation is the prompt and
-    the answer is appended to it); the keys the nodes need are checked here. Invalid options
-    raise :class:`~tts_graph.errors.ConfigError` here, at build time.
+    lowest index); ``select="weighted"`` sums the scores per answer (weighted best-of-N).
+    ``select`` overrides either default.
+
+    ``candidates`` replaces the single ``n``-sample request with ``n`` runs of another
+    strategy's graph, each with its own seeds: best-of-N over self-refined answers is
+    ``create_best_of_n_graph(None, n=4, candidates=create_self_refine_graph(backend))``.
+    ``state_schema`` may be your own (for example ``class State(MessagesState,
+    CandidatesState)``: the conversation is the prompt and the answer is appended to it); the
+    keys the nodes need are checked here. Invalid options raise
+    :class:`~tts_graph.errors.ConfigError` here, at build time.
 
     >>> graph = create_best_of_n_graph(backend, n=8).compile()  # doctest: +SKIP
     >>> result = await graph.ainvoke({"question": "What is 7+5?"})
     >>> result["answer"]
     '12'
     """
-    check_schema(state_schema, keys, "create_best_of_n_graph")
     rule: SelectRule = select or ("best_score" if verifier is not None else "majority")
-    builder: StateGraph[Any] = StateGraph(state_schema)
-    builder.add_node(
-        "fanout",
-        make_fanout_node(
-            backend, n=n, sampling=sampling, seed=seed, prompt=prompt, extract=extract, keys=keys
-        ),
-    )
-    builder.add_node("select", make_select_node(select=rule, strategy="best_of_n", keys=keys))
-    builder.add_node("start", make_start_node(keys=keys))
-    builder.add_edge(START, "start")
-    builder.add_edge("start", "fanout")
-    if verifier is not None:
-        builder.add_node("verify", make_verify_node(verifier, keys=keys))
-        builder.add_edge("fanout", "verify")
-        builder.add_edge("verify", "select")
+    steps = Steps("create_best_of_n_graph", state_schema, keys, policies)
+    if candidates is not None:
+        steps.step(
+            "fanout",
+            make_graph_node(candidates, result="candidates", runs=n, keys=keys, name="fanout"),
+        )
+    elif backend is None:
+        raise ConfigError("create_best_of_n_graph needs a backend, or candidates= a graph to run")
     else:
-        builder.add_edge("fanout", "select")
-    builder.add_edge("select", END)
-    return builder
+        steps.model(
+            "fanout",
+            make_fanout_node(
+                backend, n=n, sampling=sampling, seed=seed, prompt=prompt, extract=extract,
+                keys=keys,
+            ),
+        )  # fmt: skip
+    if verifier is not None:
+        steps.step("verify", make_verify_node(verifier, keys=keys))
+    steps.step("select", make_select_node(select=rule, strategy="best_of_n", keys=keys))
+    return steps.done()

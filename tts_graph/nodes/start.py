@@ -6,6 +6,10 @@ of a conversation) must not vote over the last one's candidates or inherit its s
 The start node clears them: it keeps only candidates given as input to this run (those no node
 made), and starts a new ledger. A run resumed after an interruption does not pass through it
 again, so a resumed run keeps what it had done.
+
+Nested in another graph's run (a strategy composed into another, a branch of a router, your own
+graph calling this one), the start node changes nothing: the enclosing run owns the state, its
+candidates are this graph's to work on, and its ledger covers both.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.types import Overwrite
 
 from tts_graph.budget import Usage
@@ -32,6 +37,8 @@ def make_start_node(*, keys: StateKeys = StateKeys(), name: str = "start") -> No
     """
 
     async def start(state: Mapping[str, Any]) -> dict[str, Any]:
+        if _nested():
+            return {}
         given: list[Candidate] = [c for c in state.get(keys.candidates) or [] if c.run is None]
         update: dict[str, Any] = {
             keys.candidates: Overwrite(given),
@@ -43,3 +50,13 @@ def make_start_node(*, keys: StateKeys = StateKeys(), name: str = "start") -> No
         return update
 
     return make_node(start, name)
+
+
+def _nested() -> bool:
+    """Whether this node runs inside a graph that is itself a step of another graph's run
+    (LangGraph joins the namespaces of nested runs with "|")."""
+    try:
+        namespace = get_config().get("configurable", {}).get("checkpoint_ns", "")
+    except RuntimeError:  # called outside a graph
+        return False
+    return "|" in str(namespace)
