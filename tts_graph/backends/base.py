@@ -21,6 +21,7 @@ from tts_graph.budget import Usage
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import charge, current_spending
 from tts_graph.seeds import with_seed_offset
+from tts_graph.tracing import llm_run
 
 __all__ = [
     "Backend",
@@ -245,6 +246,15 @@ class BaseBackend(abc.ABC):
         allowance = _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS_EXTRA
         return len(await self.tokenize(text)) + allowance
 
+    def trace_metadata(self) -> dict[str, Any]:
+        """What the LangSmith run of each request says of the model behind this backend:
+        ``ls_provider`` and ``ls_model_name``, with which LangSmith prices the request's tokens
+        (the reply's model name, once it is in, takes precedence). The default gives the
+        ``model`` attribute when it is a name; override it to name the provider too, e.g.
+        ``{"ls_provider": "vllm", "ls_model_name": self.model}``."""
+        model = getattr(self, "model", None)
+        return {"ls_model_name": model} if isinstance(model, str) and model else {}
+
     async def generate(self, request: GenerationRequest) -> Generation:
         """Send ``request``, charged to the run's budget when called inside a node."""
         return await charged_generate(self, with_seed_offset(request), self._generate)
@@ -290,7 +300,9 @@ async def charged_generate(
                 n=grant.n,
                 sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
             )
-        gen = await send(request)
+        # Traced as sent, after the budget's cut; untraced, this costs one lookup.
+        trace = llm_run(backend, request, grant)
+        gen = await send(request) if trace is None else await trace.generate(send, request)
         bill.settle(gen.usage)
     if bill.grant is not None and bill.grant.limit is not None:
         gen = dataclasses.replace(gen, budget=bill.grant.changes())
@@ -323,13 +335,18 @@ async def charged_stream(
                 sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
             )
         ledger = scope.ledger if scope is not None and bill.grant is not None else None
+        trace = llm_run(backend, request, grant)
         chunks = send(request)
+        failure: BaseException | None = None
         try:
             while True:
                 left = None if ledger is None else ledger.time_left()
                 try:
                     async with asyncio.timeout(left):
-                        chunk = await anext(chunks)
+                        if trace is None:
+                            chunk = await anext(chunks)
+                        else:
+                            chunk = await trace.next_chunk(chunks)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -346,8 +363,13 @@ async def charged_stream(
                 if chunk.usage is not None:
                     bill.settle(chunk.usage)
                 yield chunk
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             await chunks.aclose()  # closes the HTTP stream: the server stops the request
+            if trace is not None:
+                trace.close_stream(failure)
 
 
 class _Metered(BaseBackend):
@@ -355,10 +377,15 @@ class _Metered(BaseBackend):
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
+        self.trace_name = type(inner).__name__  # its requests' runs are named after it
 
     @property
     def model_params(self) -> int | None:
         return self.inner.model_params
+
+    def trace_metadata(self) -> dict[str, Any]:
+        describe = getattr(self.inner, "trace_metadata", None)
+        return dict(describe()) if callable(describe) else {}
 
     async def _generate(self, request: GenerationRequest) -> Generation:
         return await self.inner.generate(request)

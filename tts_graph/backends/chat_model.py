@@ -203,6 +203,15 @@ class ChatModelBackend(BaseBackend):
     async def tokenize(self, text: str) -> list[int]:
         return list(text.encode())
 
+    def trace_metadata(self) -> dict[str, Any]:
+        """The model's own LangSmith parameters (provider and model name), so its requests are
+        priced as when the model is called directly."""
+        try:
+            params = self.model._get_ls_params()
+        except Exception:  # a model that cannot describe itself is still usable
+            return {}
+        return {k: v for k, v in params.items() if k in ("ls_provider", "ls_model_name") and v}
+
     @property
     def features(self) -> dict[str, bool]:
         """Which of the vLLM server's features this model offers."""

@@ -230,6 +230,10 @@ class VLLMBackend(BaseBackend):
     def model_params(self) -> int | None:
         return self._model_params
 
+    def trace_metadata(self) -> dict[str, Any]:
+        """Requests are priced in LangSmith as the vLLM-served model's."""
+        return {"ls_provider": "vllm", **({"ls_model_name": self._model} if self._model else {})}
+
     async def check(self) -> str:
         """Make sure the server is reachable, OpenAI-compatible and serves our model; returns
         the model name. Called before the first request; call it yourself to fail early."""

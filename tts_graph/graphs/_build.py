@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from tts_graph.graphs._schema import check_schema
 from tts_graph.nodes._node import read_state
 from tts_graph.nodes.start import make_start_node
 from tts_graph.state import StateKeys
+from tts_graph.tracing import strategy_metadata
 
 __all__ = ["DEFAULT_RETRY", "Policies", "Steps", "retryable"]
 
@@ -38,7 +39,7 @@ def retryable(exc: BaseException) -> bool:
 
 
 # LangGraph's own key pickles the whole state, the run's live ledger (and its lock) included.
-_DEFAULT_KEY = CachePolicy().key_func
+_DEFAULT_KEY: Callable[..., Any] = CachePolicy().key_func
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=3, initial_interval=1.0, retry_on=retryable)
 
@@ -102,8 +103,12 @@ class Steps:
         check_schema(state_schema, keys, factory, writes=writes)
         self.policies = policies or Policies()
         self.keys = keys
+        # The strategy is named on every node's run (and, from there, on the whole trace), so
+        # LangSmith can filter and sum cost by strategy.
+        self.strategy = factory.removeprefix("create_").removesuffix("_graph")
+        self.metadata = strategy_metadata(self.strategy)
         self.builder: StateGraph[Any] = StateGraph(state_schema)
-        self.builder.add_node("start", make_start_node(keys=keys))
+        self.builder.add_node("start", make_start_node(keys=keys), metadata=self.metadata)
         self.builder.add_edge(START, "start")
         self.last = "start"
 
@@ -115,13 +120,13 @@ class Steps:
             cache = dataclasses.replace(cache, key_func=functools.partial(cache_key, self.keys))
         self.builder.add_node(
             name, node, retry_policy=p.retry, timeout=p.timeout, cache_policy=cache,
-            error_handler=error_handler,
+            error_handler=error_handler, metadata=self.metadata,
         )  # fmt: skip
         return self._chain(name)
 
     def step(self, name: str, node: Any, *, error_handler: Any = None) -> Steps:
         """Add ``node``, which calls no model, after the last step."""
-        self.builder.add_node(name, node, error_handler=error_handler)
+        self.builder.add_node(name, node, error_handler=error_handler, metadata=self.metadata)
         return self._chain(name)
 
     def _chain(self, name: str) -> Steps:

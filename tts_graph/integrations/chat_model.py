@@ -38,6 +38,7 @@ from tts_graph.errors import ConfigError
 from tts_graph.nodes.select import SelectRule
 from tts_graph.prompts import TOOLS_CONFIG_KEY
 from tts_graph.state import ChatState
+from tts_graph.tracing import USAGE_COUNTED_KEY
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
 from tts_graph.verifiers.base import Verifier
 
@@ -117,7 +118,12 @@ class TTSChatModel(BaseChatModel):
 
     @staticmethod
     def _config(manager: Any, tools: list[dict[str, Any]] | None) -> RunnableConfig:
-        config: RunnableConfig = {"configurable": {TOOLS_CONFIG_KEY: list(tools or [])}}
+        config: RunnableConfig = {
+            "configurable": {TOOLS_CONFIG_KEY: list(tools or [])},
+            # This model call's own run reports the graph's total usage; the graph's request
+            # runs must not count the same tokens again in the trace.
+            "metadata": {USAGE_COUNTED_KEY: True},
+        }
         if manager is not None:
             # The graph's runs are children of this model call in a trace.
             config["callbacks"] = CallbackManager(

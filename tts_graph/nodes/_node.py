@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel
 
@@ -24,6 +24,7 @@ from tts_graph.budget import Usage
 from tts_graph.candidate import Candidate
 from tts_graph.errors import ConfigError
 from tts_graph.state import Decision, StateKeys
+from tts_graph.tracing import label_node
 
 __all__ = ["Node", "chosen_update", "make_node", "read_state", "require_keys"]
 
@@ -34,6 +35,9 @@ class Node(RunnableLambda[Any, Any]):
     >>> graph.add_node("fanout", make_fanout_node(backend, n=8))  # doctest: +SKIP
     >>> update = await make_select_node()({"candidates": []})  # doctest: +SKIP
     """
+
+    inner: Runnable[Any, Any] | None = None
+    """The graph this node runs as one step (a composed strategy, a route), if any."""
 
     async def __call__(self, state: Any) -> Any:
         return await self.ainvoke(state)
@@ -49,11 +53,12 @@ def make_node(
     (:func:`read_state`), or its input passed through ``read`` (a ``Send`` branch's payload)."""
     prepare = read_state if read is None else read
 
-    async def afunc(state: Any) -> Any:
+    async def afunc(state: Any, config: RunnableConfig | None = None) -> Any:
+        label_node(config)  # the strategy its metadata names, on its runs when tracing
         return await fn(prepare(state))
 
     def func(state: Any, config: RunnableConfig) -> Any:
-        return run_sync(afunc(state))
+        return run_sync(afunc(state, config))
 
     return Node(func, afunc, name=name)
 

@@ -50,6 +50,7 @@ from tts_graph.nodes._node import Node, make_node
 from tts_graph.nodes._record import decision
 from tts_graph.prompts import PromptFn, question_of, question_prompt, run_tools
 from tts_graph.state import StateKeys
+from tts_graph.tracing import tag_trace
 from tts_graph.verifiers.answer import (
     AnswerExtractor,
     extract_answer,
@@ -320,6 +321,7 @@ def make_difficulty_node(
                         f"estimator {estimator_name} returned {score}; scores are in [0, 1]"
                     )
                 result = {**result, "score": score, "bin": bins.bin(score)}
+                tag_trace(difficulty=result["bin"])  # the trace can be filtered by bin
             record = decision(
                 name, "difficulty", **result, thresholds=list(bins.thresholds), reason=reason
             )

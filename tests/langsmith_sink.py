@@ -1,6 +1,7 @@
 """A LangSmith endpoint on loopback, enough for the real ``langsmith`` client: it takes the runs
 the tracer sends (``/runs/multipart``) and answers ``Client.list_runs`` (``/runs/query``) with
-them, so a guide's tracing code runs end to end without the network.
+them, so traced code (a guide's, a unit test's) runs end to end without the network. Shared by
+tests/unit and tests/docs: pytest puts this directory on ``sys.path`` (tests/conftest.py).
 
 Queries filter by ``trace`` and ``id`` only; every other filter is ignored.
 """
