@@ -16,12 +16,22 @@ from typing import TYPE_CHECKING
 from tts_graph._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from tts_graph.backends import SamplingParams, VLLMBackend, VLLMServer
+    from tts_graph.backends import SamplingParams, VLLMBackend
     from tts_graph.backends.chat_model import ChatModelBackend
     from tts_graph.budget import Budget, Usage
     from tts_graph.candidate import Candidate
     from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, TTSGraphError
-    from tts_graph.graphs import create_best_of_n_graph
+    from tts_graph.graphs import (
+        create_adaptive_graph,
+        create_beam_search_graph,
+        create_best_of_n_graph,
+        create_budget_forcing_graph,
+        create_confidence_graph,
+        create_dvts_graph,
+        create_self_consistency_graph,
+        create_self_refine_graph,
+        create_tournament_graph,
+    )
     from tts_graph.integrations.chat_model import TTSChatModel
     from tts_graph.state import (
         CandidatesDataclass,
@@ -50,8 +60,15 @@ __all__ = [
     "TTSState",
     "Usage",
     "VLLMBackend",
-    "VLLMServer",
+    "create_adaptive_graph",
+    "create_beam_search_graph",
     "create_best_of_n_graph",
+    "create_budget_forcing_graph",
+    "create_confidence_graph",
+    "create_dvts_graph",
+    "create_self_consistency_graph",
+    "create_self_refine_graph",
+    "create_tournament_graph",
 ]
 
 __version__ = "0.1.0"
@@ -78,7 +95,19 @@ __getattr__, __dir__ = lazy_exports(
         "TTSState": "tts_graph.state",
         "Usage": "tts_graph.budget",
         "VLLMBackend": "tts_graph.backends",
-        "VLLMServer": "tts_graph.backends",
-        "create_best_of_n_graph": "tts_graph.graphs",
+        **{
+            name: "tts_graph.graphs"
+            for name in (
+                "create_adaptive_graph",
+                "create_beam_search_graph",
+                "create_best_of_n_graph",
+                "create_budget_forcing_graph",
+                "create_confidence_graph",
+                "create_dvts_graph",
+                "create_self_consistency_graph",
+                "create_self_refine_graph",
+                "create_tournament_graph",
+            )
+        },
     },
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from tts_graph.backends.base import (
@@ -21,10 +21,11 @@ from tts_graph.backends.base import (
     Generation,
     GenerationRequest,
     StreamChunk,
+    TokenLogprob,
 )
 from tts_graph.budget import Usage, estimate_flops
 
-__all__ = ["FakeBackend", "SampleFn"]
+__all__ = ["FakeBackend", "SampleFn", "completion_with_confidence"]
 
 SampleFn = Callable[[GenerationRequest, int], "str | Completion | Awaitable[str | Completion]"]
 """``(request, sample_index) -> text`` (or a full :class:`Completion`), sync or async."""
@@ -122,3 +123,43 @@ class FakeBackend(BaseBackend):
 
     async def tokenize(self, text: str) -> list[int]:
         return list(range(_count(text)))
+
+
+def completion_with_confidence(
+    text: str,
+    confidence: float | Sequence[float],
+    *,
+    top_logprobs: int = 20,
+    max_tokens: int | None = None,
+) -> Completion:
+    """A :class:`Completion` of ``text`` (one token per word, as :class:`FakeBackend` counts)
+    whose every word carries ``top_logprobs`` alternatives, all at log-probability
+    ``-confidence``: so its DeepConf token confidence (minus the mean top log-probability) is
+    ``confidence``. Give one value for every word, or one per word (the last one repeats).
+    ``max_tokens`` cuts the text like a server would (pass ``request.sampling.max_tokens``).
+    Return it from a :class:`FakeBackend` function; its stream sends each word's logprobs with it.
+
+    >>> backend = FakeBackend(lambda request, i: completion_with_confidence("Answer: 12", 8.0))
+    >>> c = completion_with_confidence("so Answer: 12", [1.0, 9.0], max_tokens=2)
+    >>> c.text, c.finish_reason, [t.top[0][1] for t in c.logprobs]
+    ('so Answer:', 'length', [-1.0, -9.0])
+    """
+    words = text.split()
+    finish = "stop"
+    if max_tokens is not None and len(words) > max_tokens:
+        words, finish = words[:max_tokens], "length"
+    values = [confidence] if isinstance(confidence, int | float) else list(confidence)
+    if not values:
+        raise ValueError("confidence needs at least one value")
+    logprobs = []
+    for position, word in enumerate(words):
+        value = -float(values[min(position, len(values) - 1)])
+        top = ((word, value), *((f"alt{j}", value) for j in range(1, top_logprobs)))
+        logprobs.append(TokenLogprob(token=word, logprob=value, top=top))
+    return Completion(
+        index=0,
+        text=" ".join(words) if finish == "length" else text,
+        finish_reason=finish,
+        completion_tokens=len(words),
+        logprobs=tuple(logprobs),
+    )

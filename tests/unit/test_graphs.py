@@ -73,6 +73,7 @@ async def test_self_refine_keeps_every_draft_and_answers_with_the_last():
     state = await graph.ainvoke({"question": "What is 7+5?"})
     assert [c.answer for c in state["candidates"]] == ["13", "12"]
     assert state["answer"] == "12" and state["usage"].calls == 3
+    assert state["strategy"] == "self_refine"
 
 
 async def test_budget_forcing_thinks_and_votes():
@@ -270,3 +271,35 @@ async def test_a_nested_graph_keeps_the_outer_ledger_and_a_new_thread_turn_start
     assert len(backend.requests) == 1 and first["usage"].calls == 1  # nested runs shared it
     second = await graph.ainvoke({"question": "q2", "budget": Budget(max_calls=2)}, config)
     assert second["usage"].calls == 2 and len(second["candidates"]) == 2
+
+
+async def test_a_per_candidate_fanout_resumes_without_redoing_finished_candidates():
+    started: list[int] = []
+    release = asyncio.Event()
+    all_started = asyncio.Event()
+
+    async def model(request, i):
+        seed = request.sampling.seed
+        started.append(seed)
+        if len(started) == 4:
+            all_started.set()
+        if seed >= 2:  # candidates 2 and 3 hang until the run is interrupted
+            await release.wait()
+        return f"Answer: {seed}"
+
+    backend = FakeBackend(model)
+    graph = create_best_of_n_graph(backend, n=4, fanout="send").compile(
+        checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "resume"}}
+    run = asyncio.ensure_future(graph.ainvoke({"question": "q"}, config))
+    await all_started.wait()
+    await asyncio.sleep(0.05)  # candidates 0 and 1 finish and are checkpointed
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    release.set()
+    state = await graph.ainvoke(None, config)  # resume
+    assert sorted(started) == [0, 1, 2, 2, 3, 3]  # only the unfinished candidates ran again
+    assert sorted(c.answer for c in state["candidates"]) == ["0", "1", "2", "3"]
+    assert state["answer"] is not None

@@ -6,6 +6,8 @@ from tts_graph.graphs._compose import make_graph_node
 from tts_graph.graphs.adaptive import VOTE, create_adaptive_graph, default_routes
 from tts_graph.graphs.best_of_n import create_best_of_n_graph
 from tts_graph.graphs.budget_forcing import create_budget_forcing_graph
+from tts_graph.graphs.confidence import create_confidence_graph
+from tts_graph.graphs.search import create_beam_search_graph, create_dvts_graph
 from tts_graph.graphs.self_consistency import create_self_consistency_graph
 from tts_graph.graphs.self_refine import create_self_refine_graph
 from tts_graph.graphs.tournament import create_tournament_graph
@@ -14,8 +16,11 @@ __all__ = [
     "VOTE",
     "Policies",
     "create_adaptive_graph",
+    "create_beam_search_graph",
     "create_best_of_n_graph",
     "create_budget_forcing_graph",
+    "create_confidence_graph",
+    "create_dvts_graph",
     "create_self_consistency_graph",
     "create_self_refine_graph",
     "create_tournament_graph",

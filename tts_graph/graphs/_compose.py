@@ -105,4 +105,6 @@ def make_graph_node(
                 update[keys.messages] = added
         return update
 
-    return make_node(run, name)
+    node = make_node(run, name)
+    node.inner = inner  # so a drawing can show the graph inside the step
+    return node

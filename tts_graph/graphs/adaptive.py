@@ -123,7 +123,7 @@ def create_adaptive_graph(
     for label, branch in routes.items():
         builder.add_node(
             label, _route_node(label, branch, keys), retry_policy=None,
-            timeout=steps.policies.timeout,
+            timeout=steps.policies.timeout, metadata=steps.metadata,
         )  # fmt: skip
         builder.add_edge(label, END)
 
@@ -158,4 +158,6 @@ def _route_node(label: str, route: Any, keys: StateKeys) -> Node:
         update[keys.decisions] = [record, *update.get(keys.decisions, [])]
         return update
 
-    return make_node(branch, label)
+    node = make_node(branch, label)
+    node.inner = inner.inner
+    return node

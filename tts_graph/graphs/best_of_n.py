@@ -3,23 +3,26 @@ choose one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.graph import StateGraph
 
 from tts_graph.backends.base import Backend, SamplingParams
-from tts_graph.errors import ConfigError
+from tts_graph.errors import ConfigError, check_choice
 from tts_graph.graphs._build import Policies, Steps
 from tts_graph.graphs._compose import make_graph_node
 from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import SelectRule, make_select_node
+from tts_graph.nodes.send import add_send_fanout
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
 from tts_graph.verifiers.base import Verifier
 
-__all__ = ["create_best_of_n_graph"]
+__all__ = ["FanoutMode", "create_best_of_n_graph"]
+
+FanoutMode = Literal["request", "send"]
 
 
 def create_best_of_n_graph(
@@ -33,6 +36,7 @@ def create_best_of_n_graph(
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
     candidates: Any = None,
+    fanout: FanoutMode = "request",
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
@@ -46,6 +50,9 @@ def create_best_of_n_graph(
     lowest index); ``select="weighted"`` sums the scores per answer (weighted best-of-N).
     ``select`` overrides either default.
 
+    ``fanout="send"`` makes each candidate its own LangGraph ``Send`` branch (verified as soon
+    as it exists): slower than one ``n``-sample request, but with a checkpointer a run that is
+    interrupted resumes without redoing the candidates it had finished.
     ``candidates`` replaces the single ``n``-sample request with ``n`` runs of another
     strategy's graph, each with its own seeds: best-of-N over self-refined answers is
     ``create_best_of_n_graph(None, n=4, candidates=create_self_refine_graph(backend))``.
@@ -59,8 +66,18 @@ def create_best_of_n_graph(
     >>> result["answer"]
     '12'
     """
+    check_choice("fanout", fanout, FanoutMode)
     rule: SelectRule = select or ("best_score" if verifier is not None else "majority")
     steps = Steps("create_best_of_n_graph", state_schema, keys, policies)
+    select_node = make_select_node(select=rule, strategy="best_of_n", keys=keys)
+    if fanout == "send" and candidates is None and backend is not None:
+        add_send_fanout(
+            steps.builder, backend, n=n, sampling=sampling, seed=seed, prompt=prompt,
+            verifier=verifier, extract=extract, keys=keys, source=steps.last, target="select",
+        )  # fmt: skip
+        steps.builder.add_node("select", select_node, metadata=steps.metadata)
+        steps.last = "select"
+        return steps.done()
     if candidates is not None:
         steps.step(
             "fanout",
@@ -78,5 +95,5 @@ def create_best_of_n_graph(
         )  # fmt: skip
     if verifier is not None:
         steps.step("verify", make_verify_node(verifier, keys=keys))
-    steps.step("select", make_select_node(select=rule, strategy="best_of_n", keys=keys))
+    steps.step("select", select_node)
     return steps.done()

@@ -52,7 +52,7 @@ def create_self_refine_graph(
         make_self_refine_node(
             backend, rounds=rounds, verifier=verifier, critique_prompt=critique_prompt,
             revise_prompt=revise_prompt, sampling=sampling, seed=seed, prompt=prompt,
-            extract=extract, keys=keys, **options,
+            extract=extract, strategy="self_refine", keys=keys, **options,
         ),
     )  # fmt: skip
     return steps.done()

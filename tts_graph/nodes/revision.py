@@ -57,6 +57,7 @@ def make_self_refine_node(
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
     finalize: bool = True,
+    strategy: str | None = None,
     keys: StateKeys = StateKeys(),
     name: str = "self_refine",
 ) -> Node:
@@ -167,6 +168,8 @@ def make_self_refine_node(
             update[keys.usage] = spent.usage
         if finalize and current is not None:
             update.update(chosen_update(state, keys, current, record, usage=spent.usage))
+            if strategy is not None:
+                update[keys.strategy] = strategy
         return update
 
     return make_node(refine, name)

@@ -16,24 +16,63 @@ Rules:
 - ``"verified"``: verifier-first: the best-scored candidate whose verdict passed (ties to the
   lowest index); when none passed, majority vote decides.
 
+Your own rule is a function ``candidates -> chosen candidate (or None)``, registered by name with
+:func:`register_selector` (so a spec can name it) or passed as ``select=`` directly.
+
 With no candidates at all (e.g. the budget allowed none), the answer is None and the decision
 says why. In a conversation, the chosen response is appended to ``messages``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
 from tts_graph.candidate import Candidate, best_candidate, candidate_score, vote_key
-from tts_graph.errors import check_choice
+from tts_graph.errors import ConfigError
 from tts_graph.nodes._node import Node, chosen_update, make_node
 from tts_graph.nodes._record import decision
 from tts_graph.state import StateKeys
 
-__all__ = ["SelectRule", "group_votes", "majority_vote", "make_select_node", "weighted_vote"]
+__all__ = [
+    "SelectRule",
+    "Selector",
+    "available_selectors",
+    "group_votes",
+    "majority_vote",
+    "make_select_node",
+    "register_selector",
+    "weighted_vote",
+]
 
 SelectRule = Literal["majority", "best_score", "weighted", "verified"]
+
+Selector = Callable[[Sequence[Candidate]], "Candidate | None"]
+"""A selection rule of your own: the candidates (sorted by index) in, the chosen one out."""
+
+_SELECTORS: dict[str, Selector] = {}
+
+
+def register_selector(name: str, selector: Selector, *, replace: bool = False) -> Selector:
+    """Register ``selector`` under ``name``, for ``make_select_node(select=name)`` and specs.
+
+    >>> def shortest(candidates):
+    ...     return min(candidates, key=lambda c: len(c.text), default=None)
+    >>> _ = register_selector("shortest", shortest, replace=True)
+    >>> "shortest" in available_selectors()
+    True
+    """
+    if name in get_args(SelectRule):
+        raise ConfigError(f"{name!r} is a built-in selection rule; register under another name")
+    if name in _SELECTORS and not replace:
+        raise ConfigError(f"a selector named {name!r} is registered already; pass replace=True")
+    _SELECTORS[name] = selector
+    return selector
+
+
+def available_selectors() -> list[str]:
+    """The built-in rules, then the registered ones: what ``select=`` accepts by name."""
+    return [*get_args(SelectRule), *sorted(_SELECTORS)]
 
 
 def group_votes(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
@@ -89,12 +128,16 @@ def weighted_vote(
 
 
 def choose(
-    rule: SelectRule, candidates: Sequence[Candidate]
+    rule: SelectRule | str | Selector, candidates: Sequence[Candidate]
 ) -> tuple[Candidate | None, dict[str, Any]]:
     """Apply ``rule``; returns the chosen candidate and what the decision records."""
-    info: dict[str, Any] = {"rule": rule, "n_candidates": len(candidates)}
+    custom = _SELECTORS.get(rule) if isinstance(rule, str) else rule
+    name = rule if isinstance(rule, str) else getattr(rule, "__name__", type(rule).__name__)
+    info: dict[str, Any] = {"rule": name, "n_candidates": len(candidates)}
     chosen: Candidate | None
-    if rule == "majority":
+    if custom is not None:
+        chosen = custom(sorted(candidates, key=lambda c: c.index))
+    elif rule == "majority":
         chosen, votes, tie_break = majority_vote(candidates)
         info.update(votes=votes, tie_break=tie_break)
         if chosen is None and candidates:
@@ -120,9 +163,21 @@ def choose(
     return chosen, info
 
 
+def resolve_selector(select: SelectRule | str | Selector) -> SelectRule | str | Selector:
+    """``select`` checked: a built-in rule, a registered name, or a function."""
+    if callable(select):
+        return select
+    if select not in get_args(SelectRule) and select not in _SELECTORS:
+        raise ConfigError(
+            f"unknown selection rule {select!r}; choose one of: "
+            f"{', '.join(available_selectors())}, or register one with register_selector"
+        )
+    return select
+
+
 def make_select_node(
     *,
-    select: SelectRule = "majority",
+    select: SelectRule | str | Selector = "majority",
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "select",
@@ -132,8 +187,7 @@ def make_select_node(
 
     >>> graph.add_node("select", make_select_node(select="majority"))  # doctest: +SKIP
     """
-    check_choice("selection rule", select, SelectRule)
-    rule = select
+    rule = resolve_selector(select)
 
     async def select_node(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates: list[Candidate] = list(state.get(keys.candidates) or [])
