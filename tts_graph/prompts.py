@@ -57,9 +57,11 @@ def question_prompt(
     system: str | None = DEFAULT_SYSTEM_PROMPT,
     key: str = "question",
     messages_key: str = "messages",
+    template: str = "{question}",
 ) -> PromptFn:
-    """A prompt function: an optional system message, then the state's question as the user turn;
-    for a state without a question, the conversation under ``messages_key`` as it is.
+    """A prompt function: an optional system message, then the state's question (placed in
+    ``template``) as the user turn; for a state without a question, the conversation under
+    ``messages_key`` as it is.
 
     >>> question_prompt()({"question": "What is 7+5?"})[-1]
     {'role': 'user', 'content': 'What is 7+5?'}
@@ -79,7 +81,7 @@ def question_prompt(
         prompt: list[Message] = []
         if system:
             prompt.append({"role": "system", "content": system})
-        prompt.append({"role": "user", "content": str(state[key])})
+        prompt.append({"role": "user", "content": template.replace("{question}", str(state[key]))})
         return prompt
 
     return build

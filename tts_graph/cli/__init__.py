@@ -1,4 +1,5 @@
-"""The ``tts-graph`` command line: ``serve`` a vLLM server, ``solve`` a question.
+"""The ``tts-graph`` command line: ``serve`` a vLLM server, ``solve`` a question, ``validate``
+and ``draw`` a spec (:mod:`tts_graph.cli.specs`).
 
 Bad input never shows a traceback: every argument error and every error of this library prints
 as one line on stderr (what was wrong and what to do) and exits with status 2. Progress goes to
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tts_graph.backends.server import ServerConfig, VLLMServer
     from tts_graph.backends.vllm import VLLMBackend
     from tts_graph.budget import Budget
+    from tts_graph.spec import Spec
     from tts_graph.state import TTSState
     from tts_graph.verifiers.base import Verifier
 
@@ -527,7 +529,16 @@ def _sampling(temperature: float, top_p: float, max_tokens: int) -> SamplingPara
 @app.command()
 def solve(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
-    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Candidates to sample.")] = 8,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run this spec (YAML or JSON; see examples/specs/) instead of best-of-N. The "
+            "spec sets the strategy, sampling and budget; budget flags override its budget."
+        ),
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", "-n", min=1, help="Candidates to sample (default 8).")
+    ] = None,
     select: Annotated[
         SelectName | None,
         typer.Option(
@@ -586,13 +597,15 @@ def solve(
         bool, typer.Option("--verbose", "-v", help="Also print log messages on stderr.")
     ] = False,
 ) -> None:
-    """Answer QUESTION with best-of-N.
+    """Answer QUESTION with best-of-N, or with the graph of a spec (--spec).
 
-    Prints the answer (or a JSON object with --json) on stdout and progress on stderr. Without
+    Prints the answer (or a JSON object with --json: the answer, the difficulty and strategy,
+    every decision, the usage and the budget left) on stdout and progress on stderr. Without
     --base-url it starts the embedded vLLM server and stops it afterwards.
     """
     from tts_graph.errors import ConfigError
 
+    loaded: Spec | None = None
     # Every option is checked before anything starts, so bad input fails fast.
     with _errors_as_one_line():
         if not question.strip():
@@ -604,9 +617,14 @@ def solve(
                 "--port is the port of the server solve starts, and --base-url names a running "
                 "one; give one of them"
             )
-        choice = _choose_verifier(
-            verifier, select=select, reference=reference, entry_point=entry_point, url=verifier_url
-        )
+        if spec is not None:
+            loaded = _load_spec(spec, n=n, select=select, verifier=verifier, url=verifier_url)
+            choice = None
+        else:
+            choice = _choose_verifier(
+                verifier, select=select, reference=reference, entry_point=entry_point,
+                url=verifier_url,
+            )  # fmt: skip
         budget = _budget(
             max_total_tokens=max_total_tokens,
             max_completion_tokens=max_completion_tokens,
@@ -615,6 +633,8 @@ def solve(
             max_wall_s=max_wall_s,
             strict=strict,
         )
+        if loaded is not None and budget.unlimited and not strict and loaded.budget is not None:
+            budget = loaded.budget
         sampling = _sampling(temperature, top_p, max_tokens)
     with _run_log("solve", verbose) as log, _errors_as_one_line(log), _stop_on_signals():
         import asyncio
@@ -625,15 +645,21 @@ def solve(
             _require_bubblewrap()
         server: VLLMServer | None = None
         try:
+            if base_url is None and loaded is not None:
+                base_url = loaded.backend.base_url
             if base_url is None:
-                server = _start_server(ServerConfig(port=port), log)
+                embedded = loaded.backend.embedded if loaded is not None else None
+                config = ServerConfig(port=port, model=embedded)
+                server = _start_server(config, log)
                 base_url = server.base_url
             result = asyncio.run(
                 _solve(
                     question,
                     base_url=base_url,
                     model=model,
-                    n=n,
+                    spec=loaded,
+                    reference=_spec_reference(reference, entry_point) if loaded else None,
+                    n=n or 8,
                     select=select,
                     choice=choice,
                     sampling=sampling,
@@ -662,11 +688,39 @@ def _describe(decision: dict[str, Any], verifier: str | None) -> str | None:
     return None
 
 
+def _load_spec(
+    path: Path, *, n: int | None, select: str | None, verifier: str | None, url: str | None
+) -> Spec:
+    """The spec at ``path``; strategy flags are the spec's to set."""
+    from tts_graph.errors import ConfigError
+    from tts_graph.spec import SpecError, load_spec
+
+    for flag, value in (("--n", n), ("--select", select), ("--verifier", verifier),
+                        ("--verifier-url", url)):  # fmt: skip
+        if value is not None:
+            raise ConfigError(f"{flag} is set by the spec's strategy; drop it, or edit {path}")
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        raise ConfigError(f"{exc}\n(tts-graph validate {path} lists the same)") from None
+
+
+def _spec_reference(reference: str | None, entry_point: str | None) -> Any:
+    """--reference for a spec's verifier: code tests when --entry-point names their function."""
+    if reference is None or entry_point is None:
+        return reference
+    from tts_graph.verifiers.code import CodeTests
+
+    return CodeTests(test=reference, entry_point=entry_point)
+
+
 async def _solve(
     question: str,
     *,
     base_url: str,
     model: str | None,
+    spec: Spec | None,
+    reference: Any,
     n: int,
     select: str | None,
     choice: _VerifierChoice | None,
@@ -681,19 +735,33 @@ async def _solve(
     from tts_graph.nodes.fanout import estimate_prompt_tokens
     from tts_graph.prompts import question_prompt
 
+    if spec is not None:
+        model = model or spec.backend.model
+        model_params = model_params or spec.backend.model_params
     backend = _make_backend(base_url, model, model_params)
     verifier: Verifier | None = None
     try:
-        if choice is not None:
-            verifier = _make_verifier(choice, backend)
-        graph = create_best_of_n_graph(
-            backend,
-            n=n,
-            sampling=sampling,
-            seed=seed,
-            verifier=verifier,
-            select=select,  # type: ignore[arg-type]  # checked by typer against SelectName
-        ).compile()
+        if spec is not None:
+            import dataclasses
+
+            from tts_graph.spec import build_graph
+
+            graph = build_graph(spec, backend).compile()
+            # The spec's answers may be longer than the command line's default.
+            sampling = dataclasses.replace(
+                sampling, max_tokens=spec.sampling.max_tokens or sampling.max_tokens
+            )
+        else:
+            if choice is not None:
+                verifier = _make_verifier(choice, backend)
+            graph = create_best_of_n_graph(
+                backend,
+                n=n,
+                sampling=sampling,
+                seed=seed,
+                verifier=verifier,
+                select=select,  # type: ignore[arg-type]  # checked by typer against SelectName
+            ).compile()
         served = await backend.check()
         if budget.max_flops is not None and backend.model_params is None:
             raise ConfigError(
@@ -712,9 +780,16 @@ async def _solve(
         inputs: TTSState = {"question": question, "budget": budget}
         if choice is not None:
             inputs["reference"] = _reference(choice)
+        elif reference is not None:
+            inputs["reference"] = reference
         state: dict[str, Any] = {}
         checked = f", checked with {choice.name}" if choice else ""
-        with _stage(f"sampling {n} candidates from {served}") as stage:
+        what = (
+            f"sampling {n} candidates"
+            if spec is None
+            else f"running {spec.name} ({spec.strategy.kind})"
+        )
+        with _stage(f"{what} from {served}") as stage:
             async for part in graph.astream(inputs, stream_mode=["custom", "values"]):
                 mode, chunk = cast("tuple[str, Any]", part)  # (mode, data) with a list of modes
                 if mode == "values":
@@ -732,13 +807,20 @@ async def _solve(
         "question": question,
         "answer": state.get("answer"),
         "response": state.get("response"),
+        "difficulty": state.get("difficulty"),
         "strategy": state.get("strategy", "best_of_n"),
+        "spec": None if spec is None else spec.name,
         "model": served,
         "usage": usage.to_dict(),
         "budget": budget.model_dump(exclude_none=True),
+        "budget_left": None if budget.unlimited else budget.remaining(usage).to_dict(),
         "candidates": [c.to_dict() for c in state.get("candidates", [])],
         "decisions": state.get("decisions", []),
     }
+
+
+# The spec commands live in their own module; importing it registers them on ``app``.
+from tts_graph.cli import specs as _specs  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - console entry point
