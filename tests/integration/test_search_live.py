@@ -10,12 +10,15 @@ Sampled text varies from run to run: the tests check how the search treats whate
 
 from __future__ import annotations
 
+import copy
 import http.server
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tts_graph import Budget, SamplingParams
 from tts_graph.backends.base import Generation, GenerationRequest
@@ -216,3 +219,21 @@ async def test_running_out_of_calls_returns_the_best_beam_so_far(backend, prm_se
     assert record["reason"] == "budget"
     assert state["response"]
     assert state["candidates"]
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "specs" / "beam-search-prm.yaml"
+EXAMPLE_DATA = yaml.safe_load(EXAMPLE.read_text())
+
+
+async def test_the_beam_search_example_spec_runs_with_a_prm(backend, prm_server, monkeypatch):
+    data = copy.deepcopy(EXAMPLE_DATA)
+    data["strategy"].update(max_steps=3, step_max_tokens=32)
+    monkeypatch.setenv("TTS_GRAPH_PRM_URL", prm_server.base_url)
+    from tts_graph.spec import build_graph, load_spec
+
+    spec = load_spec(data)
+    assert spec.strategy.prm.base_url == prm_server.base_url
+    state = await build_graph(spec, backend).compile().ainvoke({"question": "What is 7 + 5?"})
+    assert prm_server.scored  # the PRM scored the partial solutions
+    assert state["candidates"] and state["strategy"] == "beam_search"
+    assert state["usage"].calls >= 2

@@ -201,10 +201,24 @@ async def test_online_stops_a_trace_whose_window_falls_below_the_warmup_threshol
     assert record["weights"] == {"12": 15.0}
     assert record["stopped"] == list(range(4, 10))
     assert record["stopped_tokens"] == 24
-    assert record["tokens_saved_est"] == 6 * (10 - 4)
+    assert record["tokens_saved_est"] == 6 * (10 - 4)  # each would have run like the warmup
     # Only what was streamed is counted: 4 × 10 warmup words and 6 × 4 stopped words.
     assert out["usage"].completion_tokens == backend.streamed_tokens == 64
     assert out["usage"].calls == 10
+
+
+async def test_the_tokens_saved_are_estimated_from_the_finished_traces_that_ran_longer():
+    # Warmup traces of 3, 12 and 30 words; two later traces are stopped at their first window
+    # (4 words): the finished traces longer than 4 words average 21, so each saved 17 (the
+    # 3-word trace says nothing about how long a trace that got past 4 words would run).
+    warm = [(words(count, 12), 8.0) for count in (3, 12, 30)]
+    later = [(words(40, 99), [1.0] * 4 + [20.0])] * 2
+    node = make_confidence_node(
+        by_seed(*warm, *later), mode="online", n=5, warmup=3, keep_top=0.5, window=4
+    )
+    record = summary(await node({"question": "q"}))
+    assert record["stopped"] == [3, 4] and record["stopped_tokens"] == 8
+    assert record["tokens_saved_est"] == 2 * (21 - 4)
 
 
 async def test_online_checks_windows_seen_before_the_threshold_was_known():

@@ -66,9 +66,9 @@ Decisions: online, ``confidence_threshold`` when the warmup sets the threshold (
 confidences and how it was computed) and ``confidence_stop`` for every trace stopped (its
 tokens, window confidence and the threshold); then a ``confidence`` summary: every trace's
 confidence and status, the threshold and where it came from, the kept, filtered and stopped
-traces, the tokens the stopped traces generated and an estimate of those saved (the mean
-length of the finished traces minus what each stopped trace had generated), the votes and
-weights per answer, the chosen candidate and answer, and the usage.
+traces, the tokens the stopped traces generated and an estimate of those saved (for each stopped
+trace, the mean length of the finished traces that ran longer than it had, minus what it had
+generated), the votes and weights per answer, the chosen candidate and answer, and the usage.
 """
 
 from __future__ import annotations
@@ -566,8 +566,14 @@ def _vote(
     chosen = next((c for c in candidates if chosen is not None and c.id == chosen.id), None)
 
     finished = [t.tokens for t in drawn if not t.stopped]
-    mean_length = sum(finished) / len(finished) if finished else 0.0
     stopped = [t for t in drawn if t.stopped]
+
+    def saved(trace: _Trace) -> float:
+        # How much longer the trace would have run: the mean length of the finished traces
+        # that got past where it was stopped (none did: assume it was about to end).
+        longer = [length for length in finished if length > trace.tokens]
+        return sum(longer) / len(longer) - trace.tokens if longer else 0.0
+
     traces = [
         {
             "index": t.index, "seed": t.seed, "answer": cand.answer, "tokens": t.tokens,
@@ -587,8 +593,7 @@ def _vote(
         "threshold": _rounded(threshold), "threshold_from": threshold_from or None,
         "traces": traces, "kept": listed("kept"), "filtered": listed("filtered"),
         "stopped": listed("stopped"), "stopped_tokens": sum(t.tokens for t in stopped),
-        # What the stopped traces would have cost had they run as long as the finished ones.
-        "tokens_saved_est": round(sum(max(0.0, mean_length - t.tokens) for t in stopped)),
+        "tokens_saved_est": round(sum(saved(t) for t in stopped)),
         "refused": run.refused, "cancelled": run.cancelled,
         "cancelled_tokens": run.cancelled_tokens, "skipped": run.skipped, **tally,
         "chosen_index": None if chosen is None else chosen.index,

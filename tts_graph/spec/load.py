@@ -103,7 +103,13 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> Spec:
     'self_consistency'
     """
     name = "spec" if isinstance(source, Mapping) else str(source)
-    data = dict(source) if isinstance(source, Mapping) else read_spec_data(source)
+    if isinstance(source, Mapping):
+        expanded: list[SpecProblem] = []
+        data = cast(dict[str, Any], _expand(dict(source), "", expanded))
+        if expanded:
+            raise SpecError(name, expanded)
+    else:
+        data = read_spec_data(source)
     problems = check_names(data)
     try:
         spec = Spec.model_validate(data)
