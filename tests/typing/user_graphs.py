@@ -37,8 +37,15 @@ from tts_graph import (
     TTSState,
     Usage,
     VLLMBackend,
+    create_adaptive_graph,
     create_best_of_n_graph,
+    create_budget_forcing_graph,
+    create_confidence_graph,
+    create_self_consistency_graph,
+    create_self_refine_graph,
+    create_tournament_graph,
 )
+from tts_graph.graphs import Policies
 from tts_graph.integrations.tool import graph_as_tool
 from tts_graph.nodes import (
     Branch,
@@ -54,7 +61,9 @@ from tts_graph.nodes import (
     make_thinking_node,
     make_tournament_node,
     make_verify_node,
+    register_selector,
 )
+from tts_graph.spec import build_graph, load_spec
 from tts_graph.verifiers import (
     CodeVerifier,
     LLMJudge,
@@ -256,6 +265,36 @@ def messages_graph() -> Compiled:
     return builder.compile()
 
 
+def shortest(candidates: Sequence[Candidate]) -> Candidate | None:
+    return min(candidates, key=lambda c: len(c.text), default=None)
+
+
+def registered_selector_graph() -> Compiled:
+    register_selector("shortest", shortest, replace=True)
+    by_name = create_best_of_n_graph(backend, n=3, select="shortest")
+    create_best_of_n_graph(backend, n=3, select=shortest)
+    return by_name.compile()
+
+
+def strategy_graphs() -> list[Compiled]:
+    judge = LLMJudge(backend)
+    forcing = create_budget_forcing_graph(backend, n=2, max_thinking_tokens=64)
+    routes = {
+        "easy": "vote",
+        "medium": create_self_consistency_graph(backend, stop="beta", max_samples=8),
+        "hard": create_tournament_graph(None, judge, candidates=forcing, judgements=2),
+    }
+    graphs = [
+        create_adaptive_graph(backend, routes=routes, policies=Policies(timeout=60.0)),
+        create_best_of_n_graph(None, n=4, candidates=create_self_refine_graph(backend)),
+        create_best_of_n_graph(backend, n=4, fanout="send"),
+        create_confidence_graph(backend, mode="online", n=8),
+    ]
+    spec = load_spec({"strategy": {"kind": "best_of_n", "n": 4}})
+    graphs.append(build_graph(spec, backend))
+    return [g.compile() for g in graphs]
+
+
 def chat_state_graph() -> Compiled:
     return create_best_of_n_graph(backend, n=4, state_schema=ChatState).compile()
 
@@ -344,7 +383,8 @@ async def strict_budget(graph: Compiled) -> str | None:
 
 if __name__ == "__main__":
     builders = [difficulty_routing, sequential_nodes, tournament, send_fanout, own_state,
-                own_state_best_of_n, messages_graph, chat_state_graph, pydantic_chat_graph,
+                own_state_best_of_n, messages_graph, chat_state_graph, registered_selector_graph,
+                strategy_graphs, pydantic_chat_graph,
                 dataclass_graph]  # fmt: skip
     for build in builders:
         build()

@@ -760,7 +760,7 @@ async def _solve(
                 sampling=sampling,
                 seed=seed,
                 verifier=verifier,
-                select=select,  # type: ignore[arg-type]  # checked by typer against SelectName
+                select=select,  # checked by typer against SelectName
             ).compile()
         served = await backend.check()
         if budget.max_flops is not None and backend.model_params is None:

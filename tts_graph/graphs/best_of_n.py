@@ -12,7 +12,7 @@ from tts_graph.errors import ConfigError, check_choice
 from tts_graph.graphs._build import Policies, Steps
 from tts_graph.graphs._compose import make_graph_node
 from tts_graph.nodes.fanout import make_fanout_node
-from tts_graph.nodes.select import SelectRule, make_select_node
+from tts_graph.nodes.select import SelectOption, make_select_node
 from tts_graph.nodes.send import add_send_fanout
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
@@ -32,7 +32,7 @@ def create_best_of_n_graph(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     verifier: Verifier | None = None,
-    select: SelectRule | None = None,
+    select: SelectOption | None = None,
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
     candidates: Any = None,
@@ -67,7 +67,7 @@ def create_best_of_n_graph(
     '12'
     """
     check_choice("fanout", fanout, FanoutMode)
-    rule: SelectRule = select or ("best_score" if verifier is not None else "majority")
+    rule: SelectOption = select or ("best_score" if verifier is not None else "majority")
     steps = Steps("create_best_of_n_graph", state_schema, keys, policies)
     select_node = make_select_node(select=rule, strategy="best_of_n", keys=keys)
     if fanout == "send" and candidates is None and backend is not None:

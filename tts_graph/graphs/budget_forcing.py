@@ -10,7 +10,7 @@ from langgraph.graph import StateGraph
 from tts_graph.backends.base import Backend, Message, SamplingParams
 from tts_graph.graphs._build import Policies, Steps
 from tts_graph.nodes.forcing import ThinkingMarkers, make_budget_forcing_node
-from tts_graph.nodes.select import SelectRule, make_select_node
+from tts_graph.nodes.select import SelectOption, make_select_node
 from tts_graph.state import StateKeys, TTSState
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
 
@@ -31,7 +31,7 @@ def create_budget_forcing_graph(
     seed: int = 0,
     prompt: Callable[[Mapping[str, Any]], Sequence[Message] | str] | None = None,
     extract: AnswerExtractor | str = extract_answer,
-    select: SelectRule = "majority",
+    select: SelectOption = "majority",
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),

@@ -16,7 +16,7 @@ from langgraph.graph import StateGraph
 from tts_graph.backends.base import Backend, SamplingParams
 from tts_graph.graphs._build import Policies, Steps
 from tts_graph.nodes.search import SearchMode, make_step_search_node
-from tts_graph.nodes.select import SelectRule
+from tts_graph.nodes.select import SelectOption
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
@@ -63,7 +63,7 @@ def create_beam_search_graph(
     seed: int = 0,
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
-    select: SelectRule = "best_score",
+    select: SelectOption = "best_score",
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
@@ -106,7 +106,7 @@ def create_dvts_graph(
     seed: int = 0,
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
-    select: SelectRule = "best_score",
+    select: SelectOption = "best_score",
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),

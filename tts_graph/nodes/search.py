@@ -92,7 +92,7 @@ from tts_graph.metering import Spending, charge_call, spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, chosen_update, make_node, require_keys
 from tts_graph.nodes._record import decision
-from tts_graph.nodes.select import SelectRule, choose
+from tts_graph.nodes.select import SelectOption, choose, resolve_selector
 from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_of, question_prompt
 from tts_graph.state import Decision, StateKeys
@@ -472,7 +472,7 @@ def make_step_search_node(
     seed: int = 0,
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
-    select: SelectRule | None = "best_score",
+    select: SelectOption | None = "best_score",
     strategy: str | None = None,
     keys: StateKeys = StateKeys(),
     name: str | None = None,
@@ -518,7 +518,7 @@ def make_step_search_node(
     if aggregate is not None:
         check_choice("aggregate", aggregate, Aggregate)
     if select is not None:
-        check_choice("selection rule", select, SelectRule)
+        resolve_selector(select)
     if not isinstance(prm, Verifier):
         raise ConfigError(
             f"prm must be a verifier (a name and async verify(problem, candidates)), "
@@ -630,7 +630,7 @@ def _candidate(
     )
 
 
-def _why(select: SelectRule | None, chosen: Candidate | None, pool: Sequence[Candidate]) -> str:
+def _why(select: SelectOption | None, chosen: Candidate | None, pool: Sequence[Candidate]) -> str:
     if select is None:
         return "no selection: the candidates are left to a select node"
     if chosen is None:

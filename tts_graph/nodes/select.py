@@ -35,6 +35,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.state import StateKeys
 
 __all__ = [
+    "SelectOption",
     "SelectRule",
     "Selector",
     "available_selectors",
@@ -49,6 +50,9 @@ SelectRule = Literal["majority", "best_score", "weighted", "verified"]
 
 Selector = Callable[[Sequence[Candidate]], "Candidate | None"]
 """A selection rule of your own: the candidates (sorted by index) in, the chosen one out."""
+
+SelectOption = SelectRule | str | Selector
+"""What ``select=`` takes: a built-in rule, a registered rule's name, or a rule function."""
 
 _SELECTORS: dict[str, Selector] = {}
 
@@ -128,7 +132,7 @@ def weighted_vote(
 
 
 def choose(
-    rule: SelectRule | str | Selector, candidates: Sequence[Candidate]
+    rule: SelectOption, candidates: Sequence[Candidate]
 ) -> tuple[Candidate | None, dict[str, Any]]:
     """Apply ``rule``; returns the chosen candidate and what the decision records."""
     custom = _SELECTORS.get(rule) if isinstance(rule, str) else rule
@@ -163,7 +167,7 @@ def choose(
     return chosen, info
 
 
-def resolve_selector(select: SelectRule | str | Selector) -> SelectRule | str | Selector:
+def resolve_selector(select: SelectOption) -> SelectOption:
     """``select`` checked: a built-in rule, a registered name, or a function."""
     if callable(select):
         return select
@@ -177,7 +181,7 @@ def resolve_selector(select: SelectRule | str | Selector) -> SelectRule | str | 
 
 def make_select_node(
     *,
-    select: SelectRule | str | Selector = "majority",
+    select: SelectOption = "majority",
     keys: StateKeys = StateKeys(),
     strategy: str | None = None,
     name: str = "select",

@@ -115,7 +115,7 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
 
         inner = None if s.candidates is None else _strategy(s.candidates, ctx)
         return create_best_of_n_graph(
-            b, n=s.n, verifier=ctx.verifier(s.verifier), select=cast(Any, s.select),
+            b, n=s.n, verifier=ctx.verifier(s.verifier), select=s.select,
             prompt=prompt, candidates=inner, **common,
         )  # fmt: skip
     if isinstance(s, SelfConsistencySpec):
@@ -137,7 +137,7 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
         return create_budget_forcing_graph(
             b, n=s.n, min_thinking_tokens=s.min_thinking_tokens,
             max_thinking_tokens=s.max_thinking_tokens, max_waits=s.max_waits,
-            answer_max_tokens=s.answer_max_tokens, select=cast(Any, s.select), prompt=prompt,
+            answer_max_tokens=s.answer_max_tokens, select=s.select, prompt=prompt,
             **common,
         )  # fmt: skip
     if isinstance(s, TournamentSpec):
@@ -176,7 +176,7 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
         return factory(
             b, prm, n=s.n, width=s.width, max_steps=s.max_steps, separator=s.separator,
             step_max_tokens=s.step_max_tokens, stop_at_answer=s.stop_at_answer,
-            select=cast(Any, s.select), prompt=prompt, **common,
+            select=s.select, prompt=prompt, **common,
         )  # fmt: skip
     if isinstance(s, AdaptiveSpec):
         from tts_graph.graphs.adaptive import VOTE, create_adaptive_graph
