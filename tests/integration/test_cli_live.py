@@ -287,3 +287,32 @@ def test_serve_prints_its_url_when_healthy_and_stops_cleanly(sig):
                 proc.wait()
     assert still_running(started) == set()  # the vLLM process group is gone too
     assert_nothing_listens(port)
+
+
+def test_solve_a_spec_reports_difficulty_strategy_decisions_and_budget_left(vllm_server, tmp_path):
+    spec = tmp_path / "adaptive.yaml"
+    spec.write_text(
+        "budget: {max_total_tokens: 6000}\n"
+        "sampling: {temperature: 0.8, max_tokens: 32}\n"
+        "strategy:\n"
+        "  kind: adaptive\n"
+        "  probe_n: 4\n"
+        "  routes: {easy: vote, medium: {kind: self_consistency, max_samples: 6},\n"
+        "           hard: {kind: best_of_n, n: 6}}\n"
+    )
+    out = tts_graph(
+        "solve", "What is 7+5?", "--spec", str(spec), "--json", "--base-url", vllm_server.base_url
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    difficulty = result["difficulty"]
+    assert difficulty["bin"] in ("easy", "medium", "hard") and 0 <= difficulty["score"] <= 1
+    kinds = [d["kind"] for d in result["decisions"]]
+    assert kinds[0] == "difficulty" and "route" in kinds
+    [route] = [d for d in result["decisions"] if d["kind"] == "route"]
+    assert route["bin"] == difficulty["bin"] and result["strategy"] == route["strategy"]
+    used = result["usage"]["total_tokens"]
+    assert result["budget_left"]["total_tokens"] == 6000 - used
+    # Strategy flags belong to the spec.
+    clash = tts_graph("solve", "q", "--spec", str(spec), "--n", "4")
+    assert clash.returncode == 2 and "--n is set by the spec" in clash.stderr

@@ -257,6 +257,21 @@ async def test_a_cached_run_sends_no_request_again():
     assert len({c.answer for c in first["candidates"]}) == 3  # three samples, not one
 
 
+async def test_cached_per_candidate_branches_stay_distinct_samples():
+    backend = FakeBackend(by_seed)
+    graph = create_best_of_n_graph(
+        backend, n=4, fanout="send", policies=Policies(cache=CachePolicy())
+    ).compile(cache=InMemoryCache())
+    first = await graph.ainvoke({"question": "q"})
+    again = await graph.ainvoke({"question": "q"})
+    # Same prompt for every branch, but each branch's key has its index and seed.
+    assert len({c.answer for c in first["candidates"]}) == 4
+    assert len(backend.requests) == 4  # the second run came from the cache
+    assert sorted(c.answer for c in again["candidates"]) == sorted(
+        c.answer for c in first["candidates"]
+    )
+
+
 # -- nesting and checkpoints -------------------------------------------------------------------
 
 

@@ -89,6 +89,10 @@ PLAIN = """
     model = FakeListChatModel(responses=["Answer: 1", "Answer: 2"])
     by_model = create_best_of_n_graph(ChatModelBackend(model), n=2).compile()
     by_model.invoke({"question": "q"}, config={"run_name": "chat_model"})
+
+    from tts_graph import create_adaptive_graph
+    adaptive = create_adaptive_graph(FakeBackend(lambda r, i: f"Answer: {i}"), probe_n=4)
+    adaptive.compile().invoke({"question": "q"}, config={"run_name": "adaptive"})
     wait_for_all_tracers()
 """
 
@@ -289,6 +293,15 @@ def test_a_graph_factory_names_its_strategy_on_the_runs_of_its_trace(plain):
     assert "strategy:best_of_n" in root_of(trace)["tags"]
     requests = llm_runs(trace)
     assert requests and all("strategy:best_of_n" in r["tags"] for r in requests)
+
+
+def test_the_routing_decision_is_readable_from_the_trace_alone(plain):
+    trace = trace_of(plain[0], "adaptive")
+    assert {"strategy:adaptive", "difficulty:hard"} <= set(root_of(trace)["tags"])
+    decided = [d for run in node_runs(trace, "hard") for d in metadata(run).get("tts_graph", [])]
+    [route] = [d for d in decided if d["kind"] == "route"]
+    assert route["bin"] == "hard" and route["strategy"] == "best_of_n"
+    assert route["candidates_reused"] == 4
 
 
 def test_runs_outside_a_strategy_carry_none(plain):

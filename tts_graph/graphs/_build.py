@@ -24,6 +24,7 @@ from langgraph.types import CachePolicy, RetryPolicy, TimeoutPolicy
 from tts_graph.errors import BackendError
 from tts_graph.graphs._schema import check_schema
 from tts_graph.nodes._node import read_state
+from tts_graph.nodes.send import BranchTask
 from tts_graph.nodes.start import make_start_node
 from tts_graph.state import StateKeys
 from tts_graph.tracing import strategy_metadata
@@ -73,8 +74,11 @@ class Policies:
 
 def cache_key(keys: StateKeys, state: Any) -> bytes:
     """What a model node's result depends on: the question or conversation (by role and
-    content), the reference, the budget and the candidates so far (by index, text and answer).
-    Not the run's live accounting (ledger, usage, decisions), nor ids that are new each run."""
+    content), the reference, the budget and the candidates so far (by index, text and answer);
+    for one candidate's ``Send`` branch, also its index and seed. Not the run's live accounting
+    (ledger, usage, decisions), nor ids that are new each run."""
+    if isinstance(state, BranchTask):
+        return pickle.dumps((cache_key(keys, state.state), state.index, state.seed), protocol=5)
     view = read_state(state)
     messages = [(m.type, m.content) for m in view.get(keys.messages) or ()]
     candidates = [(c.index, c.text, c.answer) for c in view.get(keys.candidates) or ()]
@@ -114,15 +118,17 @@ class Steps:
 
     def model(self, name: str, node: Any, *, error_handler: Any = None) -> Steps:
         """Add ``node``, which calls a model, with the policies, after the last step."""
+        self.builder.add_node(name, node, error_handler=error_handler, **self.model_options())
+        return self._chain(name)
+
+    def model_options(self) -> dict[str, Any]:
+        """``add_node`` options of a node that calls a model (for nodes added elsewhere)."""
         p = self.policies
         cache = p.cache
         if cache is not None and cache.key_func is _DEFAULT_KEY:
             cache = dataclasses.replace(cache, key_func=functools.partial(cache_key, self.keys))
-        self.builder.add_node(
-            name, node, retry_policy=p.retry, timeout=p.timeout, cache_policy=cache,
-            error_handler=error_handler, metadata=self.metadata,
-        )  # fmt: skip
-        return self._chain(name)
+        return {"retry_policy": p.retry, "timeout": p.timeout, "cache_policy": cache,
+                "metadata": self.metadata}  # fmt: skip
 
     def step(self, name: str, node: Any, *, error_handler: Any = None) -> Steps:
         """Add ``node``, which calls no model, after the last step."""

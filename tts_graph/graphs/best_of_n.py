@@ -74,6 +74,7 @@ def create_best_of_n_graph(
         add_send_fanout(
             steps.builder, backend, n=n, sampling=sampling, seed=seed, prompt=prompt,
             verifier=verifier, extract=extract, keys=keys, source=steps.last, target="select",
+            node_options=steps.model_options(),
         )  # fmt: skip
         steps.builder.add_node("select", select_node, metadata=steps.metadata)
         steps.last = "select"

@@ -69,6 +69,7 @@ def add_send_fanout(
     source: str = START,
     target: str = END,
     name: str = "fanout",
+    node_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Wire a per-candidate fan-out into ``builder``: ``source → {name} ⇉ {name}_branch × n → target``.
 
@@ -78,7 +79,9 @@ def add_send_fanout(
     (recording the rest as skipped); each branch makes one request with seed ``seed + i``, charged
     to the same ledger, and adds candidate ``i``. When no branch is affordable the plan goes
     straight to ``target``, so the graph still finishes with the best answer so far and the
-    decision says why.
+    decision says why. ``node_options`` go to ``add_node`` for the branch node (a
+    ``retry_policy``, a ``cache_policy``: its payload carries the candidate's index and seed,
+    so two candidates of the same prompt are two cache entries, not one).
 
     >>> add_send_fanout(builder, backend, n=4, branches=[Branch(temperature=0.3), Branch(temperature=1.0)],
     ...                 source=START, target="select")  # doctest: +SKIP
@@ -182,6 +185,9 @@ def add_send_fanout(
         return update
 
     builder.add_node(name, make_node(plan, name), destinations=(branch_node, target))
-    builder.add_node(branch_node, make_node(one_branch, branch_node, read=lambda task: task))
+    builder.add_node(
+        branch_node, make_node(one_branch, branch_node, read=lambda task: task),
+        **dict(node_options or {}),
+    )  # fmt: skip
     builder.add_edge(source, name)
     builder.add_edge(branch_node, target)
