@@ -58,14 +58,14 @@ async def test_parallel_forcing_runs_share_the_call_and_token_limits(backend):
 
 
 async def running_requests(root_url: str) -> float:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=120) as client:
         text = (await client.get(f"{root_url}/metrics")).text
     found = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.M)
     return sum(float(v) for v in found)
 
 
 async def generated_tokens(root_url: str) -> float:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=120) as client:
         text = (await client.get(f"{root_url}/metrics")).text
     found = re.findall(r"^vllm:generation_tokens_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
     return sum(float(v) for v in found)

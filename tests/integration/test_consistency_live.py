@@ -13,7 +13,7 @@ from tts_graph.nodes.consistency import make_consistency_node
 
 
 async def metric(root_url: str, name: str) -> float:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=120) as client:
         text = (await client.get(f"{root_url}/metrics")).text
     return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M))
 

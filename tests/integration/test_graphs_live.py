@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -41,12 +40,6 @@ QUESTION = "What is 7+5? End with 'Answer: <number>'."
 
 def kinds(state: dict[str, Any]) -> list[str]:
     return [d["kind"] for d in state["decisions"]]
-
-
-async def metric(root_url: str, name: str) -> float:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{root_url}/metrics")).text
-    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M))
 
 
 def factories(backend: Any) -> dict[str, Any]:

@@ -151,7 +151,7 @@ async def test_usage_comes_from_the_server_and_flops_from_the_served_model(backe
             QUESTION, n=2, sampling=SamplingParams(temperature=0.8, max_tokens=16, seed=3)
         )
     )
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=120) as client:
         reply = (
             await client.post(
                 f"{vllm_server.base_url}/chat/completions",
