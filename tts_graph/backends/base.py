@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from tts_graph.budget import Usage
 from tts_graph.errors import BudgetExhausted, ConfigError
-from tts_graph.metering import charge, current_spending
+from tts_graph.ledger import Grant
+from tts_graph.metering import Spending, charge, current_spending
 from tts_graph.seeds import with_seed_offset
 from tts_graph.tracing import llm_run
 
@@ -276,6 +277,25 @@ class BaseBackend(abc.ABC):
         return charged_stream(self, with_seed_offset(request), self._stream)
 
 
+async def _prompt_tokens(
+    backend: BaseBackend, request: GenerationRequest, scope: Spending | None
+) -> int:
+    """The request's prompt length, counted only when the run's ledger limits tokens."""
+    counts = scope is not None and scope.ledger.counts_tokens
+    return await backend.count_prompt_tokens(request) if counts else 0
+
+
+def _as_granted(request: GenerationRequest, grant: Grant | None) -> GenerationRequest:
+    """``request`` cut to what the ledger granted (as asked when it cut nothing)."""
+    if grant is None or grant.limit is None:
+        return request
+    return dataclasses.replace(
+        request,
+        n=grant.n,
+        sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
+    )
+
+
 async def charged_generate(
     backend: BaseBackend,
     request: GenerationRequest,
@@ -284,8 +304,7 @@ async def charged_generate(
     """``send(request)`` charged to the current run's ledger (see :mod:`tts_graph.metering`):
     the request is cut to what the ledger grants, and the reply says what was cut."""
     scope = current_spending()
-    counts = scope is not None and scope.ledger.counts_tokens
-    prompt_tokens = await backend.count_prompt_tokens(request) if counts else 0
+    prompt_tokens = await _prompt_tokens(backend, request, scope)
     async with charge(
         prompt_tokens=prompt_tokens,
         n=request.n,
@@ -294,12 +313,7 @@ async def charged_generate(
         what=f"a request for {request.n} sample(s)",
     ) as bill:
         grant = bill.grant
-        if grant is not None and grant.limit is not None:
-            request = dataclasses.replace(
-                request,
-                n=grant.n,
-                sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
-            )
+        request = _as_granted(request, grant)
         # Traced as sent, after the budget's cut; untraced, this costs one lookup.
         trace = llm_run(backend, request, grant)
         gen = await send(request) if trace is None else await trace.generate(send, request)
@@ -317,8 +331,7 @@ async def charged_stream(
     """``send(request)`` streamed and charged like :func:`charged_generate`; usage is settled
     from the last usage the stream reported, so a stream closed early counts what it got."""
     scope = current_spending()
-    counts = scope is not None and scope.ledger.counts_tokens
-    prompt_tokens = await backend.count_prompt_tokens(request) if counts else 0
+    prompt_tokens = await _prompt_tokens(backend, request, scope)
     async with charge(
         prompt_tokens=prompt_tokens,
         n=request.n,
@@ -328,12 +341,7 @@ async def charged_stream(
         deadline=False,
     ) as bill:
         grant = bill.grant
-        if grant is not None and grant.limit is not None:
-            request = dataclasses.replace(
-                request,
-                n=grant.n,
-                sampling=dataclasses.replace(request.sampling, max_tokens=grant.max_tokens),
-            )
+        request = _as_granted(request, grant)
         ledger = scope.ledger if scope is not None and bill.grant is not None else None
         trace = llm_run(backend, request, grant)
         chunks = send(request)

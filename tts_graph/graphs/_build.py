@@ -21,9 +21,12 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
-from tts_graph.errors import BackendError
+from tts_graph.backends.base import Backend
+from tts_graph.errors import BackendError, ConfigError
+from tts_graph.graphs._compose import make_graph_node
 from tts_graph.graphs._schema import check_schema
 from tts_graph.nodes._node import read_state
+from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.send import BranchTask
 from tts_graph.nodes.start import make_start_node
 from tts_graph.state import StateKeys
@@ -129,6 +132,23 @@ class Steps:
             cache = dataclasses.replace(cache, key_func=functools.partial(cache_key, self.keys))
         return {"retry_policy": p.retry, "timeout": p.timeout, "cache_policy": cache,
                 "metadata": self.metadata}  # fmt: skip
+
+    def sample(
+        self, backend: Backend | None, candidates: Any, *, runs: int, **fanout: Any
+    ) -> Steps:
+        """The step that makes the candidates, named ``fanout``: ``runs`` runs of the graph
+        ``candidates`` when one is given, else one ``n``-sample request to ``backend``
+        (``fanout`` holds :func:`~tts_graph.nodes.fanout.make_fanout_node`'s options)."""
+        if candidates is not None:
+            node = make_graph_node(
+                candidates, result="candidates", runs=runs, keys=self.keys, name="fanout"
+            )
+            return self.step("fanout", node)
+        if backend is None:
+            raise ConfigError(
+                f"create_{self.strategy}_graph needs a backend, or candidates= a graph to run"
+            )
+        return self.model("fanout", make_fanout_node(backend, keys=self.keys, **fanout))
 
     def step(self, name: str, node: Any, *, error_handler: Any = None) -> Steps:
         """Add ``node``, which calls no model, after the last step."""

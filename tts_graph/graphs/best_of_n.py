@@ -8,10 +8,8 @@ from typing import Any, Literal
 from langgraph.graph import StateGraph
 
 from tts_graph.backends.base import Backend, SamplingParams
-from tts_graph.errors import ConfigError, check_choice
+from tts_graph.errors import check_choice
 from tts_graph.graphs._build import Policies, Steps
-from tts_graph.graphs._compose import make_graph_node
-from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import SelectOption, make_select_node
 from tts_graph.nodes.send import add_send_fanout
 from tts_graph.nodes.verify import make_verify_node
@@ -79,21 +77,10 @@ def create_best_of_n_graph(
         steps.builder.add_node("select", select_node, metadata=steps.metadata)
         steps.last = "select"
         return steps.done()
-    if candidates is not None:
-        steps.step(
-            "fanout",
-            make_graph_node(candidates, result="candidates", runs=n, keys=keys, name="fanout"),
-        )
-    elif backend is None:
-        raise ConfigError("create_best_of_n_graph needs a backend, or candidates= a graph to run")
-    else:
-        steps.model(
-            "fanout",
-            make_fanout_node(
-                backend, n=n, sampling=sampling, seed=seed, prompt=prompt, extract=extract,
-                keys=keys,
-            ),
-        )  # fmt: skip
+    steps.sample(
+        backend, candidates, runs=n, n=n, sampling=sampling, seed=seed, prompt=prompt,
+        extract=extract,
+    )  # fmt: skip
     if verifier is not None:
         steps.step("verify", make_verify_node(verifier, keys=keys))
     steps.step("select", select_node)

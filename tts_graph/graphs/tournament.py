@@ -7,11 +7,8 @@ from typing import Any
 from langgraph.graph import StateGraph
 
 from tts_graph.backends.base import Backend, SamplingParams
-from tts_graph.errors import ConfigError
 from tts_graph.graphs._build import Policies, Steps
-from tts_graph.graphs._compose import make_graph_node
 from tts_graph.graphs._fallback import vote_instead
-from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.tournament import PairwiseJudge, TournamentMode, make_tournament_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
@@ -57,21 +54,10 @@ def create_tournament_graph(
     >>> graph = create_tournament_graph(backend, judge, n=4, mode="league")  # doctest: +SKIP
     """
     steps = Steps("create_tournament_graph", state_schema, keys, policies)
-    if candidates is not None:
-        steps.step(
-            "fanout",
-            make_graph_node(candidates, result="candidates", runs=runs, keys=keys, name="fanout"),
-        )
-    elif backend is None:
-        raise ConfigError("create_tournament_graph needs a backend, or candidates= a graph to run")
-    else:
-        steps.model(
-            "fanout",
-            make_fanout_node(
-                backend, n=n, sampling=sampling, seed=seed, prompt=prompt, extract=extract,
-                keys=keys,
-            ),
-        )  # fmt: skip
+    steps.sample(
+        backend, candidates, runs=runs, n=n, sampling=sampling, seed=seed, prompt=prompt,
+        extract=extract,
+    )  # fmt: skip
     steps.model(
         "tournament",
         make_tournament_node(
