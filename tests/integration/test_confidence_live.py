@@ -171,8 +171,11 @@ async def test_online_stops_traces_early_and_counts_what_the_server_generated(ba
 
     # Offline every trace finishes: the budget counts exactly what the server generated.
     assert offline["usage"].completion_tokens == offline_server
-    # Online the budget counts what the server generated, up to the tokens produced between
-    # the last streamed chunk and the abort of each stopped request.
+    # Online the budget counts what the client received. The server may generate a few more
+    # tokens for a stopped trace between its last streamed chunk and the abort; how many depends
+    # on the machine's load, so the bound is structural: never more than the trace's max_tokens.
     assert online["usage"].completion_tokens <= online_server
-    assert online_server <= online["usage"].completion_tokens + 16 * len(stopped)
+    unreceived = sum(64 - c.completion_tokens for c in stopped)
+    assert online_server <= online["usage"].completion_tokens + unreceived
+    # And the aborts really saved server work.
     assert online_server < offline_server
