@@ -73,9 +73,10 @@ async def test_beta_early_stopping_cancels_in_flight_requests_and_saves_server_w
 
     assert summary["reason"] == "threshold" and summary["cancelled"] > 0
     assert len(full["candidates"]) == 16
-    # The budget counts what the server generated, up to the tokens produced between the last
-    # streamed chunk and the abort.
+    # The budget counts what the client received. The server may generate more for a cancelled
+    # request before it sees the disconnect; how much depends on the machine's load, so the bound
+    # is structural: at most the eight in flight, each up to its max_tokens.
     assert early["usage"].completion_tokens <= early_server
-    assert early_server <= early["usage"].completion_tokens + 8 * 16
+    assert early_server <= early["usage"].completion_tokens + 8 * 200
     assert full["usage"].completion_tokens == full_server
     assert early_server < full_server
