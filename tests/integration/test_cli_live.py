@@ -265,7 +265,7 @@ def test_strict_budget_fails_in_one_line(vllm_server):
 def test_serve_prints_its_url_when_healthy_and_stops_cleanly(sig):
     port = free_port()
     with subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)],
+        [*CLI, "serve", "--model", "smollm2-135m", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

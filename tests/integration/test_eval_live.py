@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,3 +66,41 @@ async def test_eval_resumes_after_a_real_sigint_and_writes_the_report(vllm_serve
     assert all(r["candidates"] and r["usage"]["calls"] >= 1 for r in after)
     assert Path(report.decode().strip()) == out / "report.md"
     assert (out / "report.md").read_text().strip()
+
+
+def test_the_main_job_compares_three_ways_on_humaneval_with_the_evaluation_model(
+    qwen_server, tmp_path
+):
+    # The README's main job (scripts/demo.sh) on two problems: the three shipped HumanEval specs
+    # side by side on one server, hidden tests as the judge, a table and a comparison at the end.
+    specs = Path(__file__).resolve().parents[2] / "examples" / "specs" / "humaneval"
+    names = ["single-pass", "best-of-8", "adaptive"]
+    out = tmp_path / "main"
+    args = [sys.executable, "-m", "tts_graph.cli", "eval",
+            *[a for name in names for a in ("--spec", str(specs / f"{name}.yaml"))],
+            "--dataset", "humaneval", "--limit", "2", "--concurrency", "2",
+            "--out", str(out), "--base-url", qwen_server.base_url]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = done.stdout
+    for name in names:
+        (row,) = [line for line in table.splitlines() if f" {name} " in line]
+        assert "2" in row.split("│")[2]  # two problems each
+        records = lines(out / name / "results.jsonl")
+        assert [r["id"] for r in records] and len(records) == 2
+        run = json.loads((out / name / "run.json").read_text())
+        assert run["elapsed_s"] > 0
+    single = lines(out / "single-pass" / "results.jsonl")
+    best = lines(out / "best-of-8" / "results.jsonl")
+    adaptive = lines(out / "adaptive" / "results.jsonl")
+    assert all(len(r["candidates"]) == 1 for r in single)
+    assert all(len(r["candidates"]) == 8 for r in best)
+    for r in best + adaptive:  # every sample was run against the public tests
+        assert all(c["passed_public"] is not None for c in r["candidates"])
+    for r in adaptive:
+        (difficulty,) = [d for d in r["decisions"] if d["kind"] == "difficulty"]
+        passed = sum(c["passed_public"] for c in r["candidates"][:2])
+        assert difficulty["score"] == 1 - passed / 2
+        assert len(r["candidates"]) == (2 if passed else 8)
+    assert Path(table.strip().splitlines()[-1]) == out / "comparison.md"

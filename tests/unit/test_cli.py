@@ -448,3 +448,21 @@ def test_solve_without_a_server_and_without_vllm(monkeypatch):
     )
     code, _, stderr = run("solve", "What is 7+5?")
     assert_one_line_error(code, stderr, "vLLM is not installed", "--base-url")
+
+
+def test_eval_of_several_specs_needs_distinct_names_and_one_server(tmp_path):
+    spec = tmp_path / "a.yaml"
+    spec.write_text("name: same\nstrategy: {kind: best_of_n, n: 2}\n")
+    other = tmp_path / "b.yaml"
+    other.write_text("name: same\nstrategy: {kind: best_of_n, n: 4}\n")
+    code, _, stderr = run("eval", "--spec", str(spec), "--spec", str(other),
+                          "--dataset", "humaneval", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert_one_line_error(code, stderr, "both named 'same'", "different names")
+
+    other.write_text(
+        "name: elsewhere\nbackend: {embedded: smollm2-135m}\nstrategy: {kind: best_of_n, n: 4}\n"
+    )
+    code, _, stderr = run("eval", "--spec", str(spec), "--spec", str(other),
+                          "--dataset", "humaneval", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert_one_line_error(code, stderr, "the same server or embedded model", "--compare")
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written

@@ -80,12 +80,16 @@ async def test_an_interrupted_run_resumes_without_redoing_finished_problems(tmp_
         await run
     done_before = [r["id"] for r in read_results(tmp_path)]
     assert len(done_before) == 2
+    # The interrupted part's wall time is kept; the resumed part adds to it.
+    interrupted = json.loads((tmp_path / "run.json").read_text())["elapsed_s"]
+    assert interrupted > 0
     records = await run_eval(
         SPEC, problems(), first, tmp_path, dataset="sums", judge=ExactJudge(), concurrency=1
     )
     assert len(first.requests) == 3  # only the three unfinished problems were asked
     assert sorted(r["id"] for r in records) == [f"sum/{i}" for i in range(5)]
     assert [r["id"] for r in records][:2] == done_before  # finished lines are kept as they were
+    assert json.loads((tmp_path / "run.json").read_text())["elapsed_s"] > interrupted
 
 
 async def test_a_half_written_last_line_is_dropped_and_its_problem_run_again(tmp_path):

@@ -29,6 +29,7 @@ from tts_graph.graphs import (
 )
 from tts_graph.nodes import DifficultyBins
 from tts_graph.testing import FakeBackend
+from tts_graph.verifiers import FunctionVerifier
 
 
 def answers(*values: Any) -> FakeBackend:
@@ -188,6 +189,47 @@ async def test_routes_may_be_any_graph_and_must_match_the_bins():
     assert state["strategy"] == "tournament"
     with pytest.raises(ConfigError, match=r"missing: \['hard'\]"):
         create_adaptive_graph(backend, bins=bins, routes={"easy": VOTE})
+
+
+async def test_with_a_verifier_the_probe_is_checked_once_and_bins_by_its_pass_rate():
+    # Three of four probe samples say 13, one says 12; only 12 passes. A vote would pick 13.
+    # The verified probe scores 1 - 1/4 (easy under a 0.8 threshold) and answers with the
+    # sample that passed; each sample is checked once.
+    checked: list[str] = []
+
+    def passes(problem: Any, text: str) -> bool:
+        checked.append(text)
+        return text.endswith("12")
+
+    backend = answers(13, 12, 13, 13)
+    bins = DifficultyBins(thresholds=(0.8,), labels=("easy", "hard"))
+    hard = create_best_of_n_graph(backend, n=2, verifier=FunctionVerifier(passes), seed=50)
+    graph = adaptive(
+        backend, bins=bins, routes={"easy": VOTE, "hard": hard},
+        verifier=FunctionVerifier(passes), estimator="verifier",
+    )  # fmt: skip
+    state = await graph.ainvoke({"question": "q"})
+    assert state["difficulty"]["score"] == 0.75 and state["difficulty"]["bin"] == "easy"
+    assert state["answer"] == "12" and len(backend.requests) == 1
+    assert len(checked) == 4
+    assert [c.verdict.passed for c in state["candidates"]] == [False, True, False, False]
+    assert kinds(state)[:3] == ["verify", "difficulty", "route"]
+
+    # When none passes, the hard route draws more and checks only its own samples.
+    checked.clear()
+    backend = answers(13)
+    graph = adaptive(
+        backend, bins=bins, verifier=FunctionVerifier(passes), estimator="verifier",
+        routes={"easy": VOTE, "hard": create_best_of_n_graph(
+            backend, n=2, verifier=FunctionVerifier(passes), seed=50)},
+    )  # fmt: skip
+    state = await graph.ainvoke({"question": "q"})
+    assert state["difficulty"]["bin"] == "hard" and len(checked) == 4 + 2
+
+
+def test_the_verifier_estimator_needs_a_verifier():
+    with pytest.raises(ConfigError, match="give verifier= too"):
+        create_adaptive_graph(answers(1), estimator="verifier")
 
 
 # -- policies --------------------------------------------------------------------------------

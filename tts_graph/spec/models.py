@@ -255,14 +255,16 @@ class DVTSSpec(_StepSearch):
 
 
 class VoteSpec(_Model):
-    """A route that spends nothing more: majority vote over the probe's samples."""
+    """A route that spends nothing more: choose among the probe's samples (majority vote, or
+    verifier-first when the strategy has a verifier)."""
 
     kind: Literal["vote"] = "vote"
 
 
 class AdaptiveSpec(_Strategy):
     """``create_adaptive_graph``: a difficulty probe routes each bin to a strategy (or to
-    ``vote``: majority over the probe's samples)."""
+    ``vote``: choose among the probe's samples). With a verifier the probe's samples are checked
+    at once; ``estimator: verifier`` bins by their pass rate."""
 
     kind: Literal["adaptive"] = "adaptive"
     probe_n: int = Field(default=4, ge=1, le=64)
@@ -281,6 +283,11 @@ class AdaptiveSpec(_Strategy):
             )
         if sorted(self.thresholds) != self.thresholds:
             raise ValueError(f"thresholds must be increasing, got {self.thresholds}")
+        if self.estimator == "verifier" and self.verifier is None:
+            raise ValueError(
+                "estimator 'verifier' bins by the probe's pass rate: give the strategy a "
+                "verifier too (e.g. verifier: code)"
+            )
         if self.routes is not None and set(self.routes) != set(self.labels):
             missing = sorted(set(self.labels) - set(self.routes))
             extra = sorted(set(self.routes) - set(self.labels))
