@@ -1,11 +1,10 @@
 """Shared test setup."""
 
-import pytest
-
 # Hypothesis imports its optimiser lazily, from deep inside a running property test. There,
 # CPython 3.11.7's compile() now and then fails with "AST constructor recursion depth mismatch"
 # (a CPython bug, fixed in 3.11.8); importing the module here, on a shallow stack, avoids it.
 import hypothesis.internal.conjecture.optimiser  # noqa: F401
+import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
