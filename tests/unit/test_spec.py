@@ -134,7 +134,7 @@ def test_a_registered_selector_is_valid_by_name():
 async def test_a_spec_runs_with_its_prompt_sampling_and_budget():
     spec = load_spec({
         "budget": {"max_calls": 3},
-        "sampling": {"temperature": 0.3, "max_tokens": 40},
+        "sampling": {"temperature": 0.3, "max_tokens": 40, "stop": ["```\n"]},
         "prompt": {"system": "Be terse.", "template": "Q: {question}"},
         "strategy": {"kind": "self_consistency", "max_samples": 8, "sampling": {"max_tokens": 20}},
     })  # fmt: skip
@@ -145,7 +145,13 @@ async def test_a_spec_runs_with_its_prompt_sampling_and_budget():
     assert first.messages[0] == {"role": "system", "content": "Be terse."}
     assert first.messages[-1]["content"] == "Q: What is 7+5?"
     assert (first.sampling.temperature, first.sampling.max_tokens) == (0.3, 20)
+    assert first.sampling.stop == ("```\n",)
     assert state["usage"].calls == 3  # the budget held
+
+
+def test_a_stop_string_must_not_be_empty():
+    with pytest.raises(SpecError, match=r"sampling\.stop\.0"):
+        load_spec({"sampling": {"stop": [""]}, "strategy": "best_of_n"})
 
 
 async def test_nested_specs_build_nested_graphs():

@@ -22,6 +22,7 @@ from tts_graph.cli import (
 
 if TYPE_CHECKING:
     from tts_graph.eval.harness import EvalProgress
+    from tts_graph.spec.models import Spec
 
 __all__ = ["evaluate"]
 
@@ -151,7 +152,7 @@ def evaluate(
     typer.echo(str(comparison))
 
 
-def _run_dirs(specs: list[Any], paths: list[Path], out: Path) -> list[Path]:
+def _run_dirs(specs: list[Spec], paths: list[Path], out: Path) -> list[Path]:
     """One spec runs in OUT; several each in OUT/<spec name>, so names must differ."""
     if len(specs) == 1:
         return [out]
@@ -166,7 +167,7 @@ def _run_dirs(specs: list[Any], paths: list[Path], out: Path) -> list[Path]:
     return [out / loaded.name for loaded in specs]
 
 
-def _one_server(specs: list[Any], paths: list[Path]) -> str | None:
+def _one_server(specs: list[Spec], paths: list[Path]) -> str | None:
     """The embedded model to start when no server is given: specs compared side by side run on
     one server, so they must agree on it."""
     wanted = {(s.backend.base_url, s.backend.embedded) for s in specs}

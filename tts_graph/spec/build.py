@@ -68,6 +68,8 @@ class _Context:
             **self.spec.sampling.model_dump(exclude_none=True),
             **(own.model_dump(exclude_none=True) if own else {}),
         }
+        if "stop" in merged:
+            merged["stop"] = tuple(merged["stop"])
         return SamplingParams(**merged) if merged else None
 
     def prompt(self) -> PromptFn | None:

@@ -81,6 +81,10 @@ class SamplingSpec(_Model):
     max_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    stop: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None,
+        description="Strings that end a sample, left out of its text (e.g. a closing code fence).",
+    )
 
 
 class PromptSpec(_Model):
