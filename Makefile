@@ -1,6 +1,6 @@
 .PHONY: demo test setup lint
 
-# Set up .venv and answer a question with best-of-8 on the embedded model.
+# Set up .venv, then the main job: single pass, best-of-8 and adaptive on HumanEval problems.
 demo:
 	bash scripts/demo.sh
 

@@ -11,5 +11,5 @@ export HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 specs=examples/specs/humaneval
 .venv/bin/tts-graph eval \
     --spec "$specs/single-pass.yaml" --spec "$specs/best-of-8.yaml" --spec "$specs/adaptive.yaml" \
-    --dataset humaneval --limit "${PROBLEMS:-12}" --concurrency "${CONCURRENCY:-6}" \
+    --dataset humaneval --limit "${PROBLEMS:-10}" --concurrency "${CONCURRENCY:-10}" \
     --out "${OUT:-runs/humaneval}"

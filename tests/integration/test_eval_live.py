@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+from processes import assert_nothing_listens, server_on, still_running
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +28,9 @@ prompt:
   system: 'Answer with a last line "Answer: <number>".'
 strategy: {kind: best_of_n, n: 2}
 """
+
+
+CLI = [sys.executable, "-m", "tts_graph.cli"]
 
 
 def lines(path: Path) -> list[dict]:
@@ -80,13 +88,16 @@ def test_the_main_job_compares_three_ways_on_humaneval_with_the_evaluation_model
             *[a for name in names for a in ("--spec", str(specs / f"{name}.yaml"))],
             "--dataset", "humaneval", "--limit", "2", "--concurrency", "2",
             "--out", str(out), "--base-url", qwen_server.base_url]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     done = subprocess.run(args, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"})  # fmt: skip
+                          env={**env, "PYTHONWARNINGS": "ignore"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "…" not in done.stdout + done.stderr  # 80 columns: progress and table cut nothing
     table = done.stdout
+    assert "accuracy against compute on 2 problems" in table  # two problems each
     for name in names:
         (row,) = [line for line in table.splitlines() if f" {name} " in line]
-        assert "2" in row.split("│")[2]  # two problems each
+        assert row.split("│")[2].strip().endswith("%")  # an accuracy for each
         records = lines(out / name / "results.jsonl")
         assert [r["id"] for r in records] and len(records) == 2
         run = json.loads((out / name / "run.json").read_text())
@@ -102,5 +113,82 @@ def test_the_main_job_compares_three_ways_on_humaneval_with_the_evaluation_model
         (difficulty,) = [d for d in r["decisions"] if d["kind"] == "difficulty"]
         passed = sum(c["passed_public"] for c in r["candidates"][:2])
         assert difficulty["score"] == 1 - passed / 2
-        assert len(r["candidates"]) == (2 if passed else 8)
+        assert len(r["candidates"]) == (2 if passed else 16)
     assert Path(table.strip().splitlines()[-1]) == out / "comparison.md"
+
+
+def test_ctrl_c_stops_the_server_the_eval_started_and_keeps_what_finished(tmp_path):
+    # No URL: the command starts its own server, and a Ctrl-C mid-run must take it down with it.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC + "backend: {embedded: smollm2-135m}\n")
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "TTS_GRAPH_BASE_URL"}
+    args = [*CLI, "eval", "--spec", str(spec), "--dataset", "basic_arithmetic", "--limit", "40",
+            "--concurrency", "1", "--out", str(out)]  # fmt: skip
+    err: list[str] = []
+    with subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env={**env, "PYTHONWARNINGS": "ignore"}) as proc:  # fmt: skip
+        reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 600
+            while not lines(out / "results.jsonl") and proc.poll() is None:
+                assert time.monotonic() < deadline, "".join(err)[-2000:]
+                time.sleep(0.2)
+            (port,) = {
+                int(m[1]) for m in re.finditer(r"server ready on [\d.]+:(\d+)", "".join(err))
+            }
+            started = server_on(port)
+            assert started, "".join(err)[-2000:]
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=120) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        reader.join(timeout=10)
+    said = "".join(err)
+    assert "run the same command to resume" in said and "stopped the vLLM server" in said
+    assert still_running(started) == set()  # the server and its engine processes are gone
+    assert_nothing_listens(port)
+    assert 1 <= len(lines(out / "results.jsonl")) < 40
+
+
+LONG = "Write the numbers from 1 to 3000 in words, separated by commas, and nothing else."
+
+
+async def requests_running(root_url: str) -> float:
+    async with httpx.AsyncClient(timeout=60) as client:
+        text = (await client.get(f"{root_url}/metrics")).text
+    found = re.findall(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    return sum(float(v) for v in found)
+
+
+async def test_ctrl_c_leaves_no_request_running_on_the_server(vllm_server, tmp_path):
+    # Long samples (n > 1, not streamed) are in flight when Ctrl-C lands: the server must stop
+    # generating them, not finish them for a client that has gone.
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{LONG} ({i})", "answer": "0"}) + "\n"
+                            for i in range(4)))  # fmt: skip
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: long\nsampling: {temperature: 1.0, max_tokens: 1800}\n"
+                    "strategy: {kind: best_of_n, n: 4}\n")  # fmt: skip
+    args = [*CLI, "eval", "--spec", str(spec), "--dataset", str(data), "--concurrency", "2",
+            "--out", str(tmp_path / "run"), "--base-url", vllm_server.base_url]  # fmt: skip
+    assert await requests_running(vllm_server.root_url) == 0
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    for _ in range(600):  # until the samples are being generated
+        if await requests_running(vllm_server.root_url) >= 2 or proc.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = await proc.communicate()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    for _ in range(50):  # an abort takes effect within a scheduler step or two
+        if await requests_running(vllm_server.root_url) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await requests_running(vllm_server.root_url) == 0

@@ -186,3 +186,38 @@ def test_read_run_needs_results(tmp_path):
         read_run(tmp_path)
     (tmp_path / "results.jsonl").write_text("\n", encoding="utf-8")
     assert read_run(tmp_path) == ({}, [])
+
+
+def test_the_comparison_table_fits_80_columns_and_cuts_no_value(tmp_path, capsys, monkeypatch):
+    from tts_graph.cli.evaluate import _print_comparison
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    a = write_run(tmp_path / "a", records(), name="single-pass")
+    b = write_run(tmp_path / "b", records(), name="best-of-8")
+    _print_comparison([a, b])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "accuracy against compute on 5 problems"  # the same count: said once
+    assert max(len(line) for line in lines) <= 80 and "…" not in out
+    (row,) = [line for line in lines if "best-of-8" in line]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [
+        "best-of-8", "40%", read_ci(a), "-", "720", "144", "0 s"
+    ]  # fmt: skip
+    # A long name widens the table rather than cut a header or a value.
+    long = write_run(tmp_path / "long", records(), name="best-of-8-verified-by-the-docstrings")
+    _print_comparison([a, long])
+    out = capsys.readouterr().out
+    assert "…" not in out and "best-of-8-verified-by-the-docstrings" in out
+    c = write_run(tmp_path / "c", records()[:2], name="adaptive")
+    _print_comparison([a, c])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "accuracy against compute"  # counts differ: a column says them
+    (row,) = [line for line in lines if "adaptive" in line]
+    assert row.split("│")[2].strip() == "2"
+
+
+def read_ci(run):
+    from tts_graph.eval.metrics import totals
+
+    low, high = totals(read_run(run)[1])["ci"]
+    return f"{low:.0%}-{high:.0%}"

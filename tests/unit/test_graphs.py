@@ -180,6 +180,21 @@ async def test_a_hard_question_goes_down_another_branch_and_reuses_the_probe():
     assert len(backend.requests) == 2
 
 
+async def test_a_route_never_draws_the_probes_samples_again():
+    # Every factory defaults to seed 0, as the probe does: a route built that way must still
+    # sample anew, or its first samples are the probe's (the same seed gives the same text).
+    backend = FakeBackend(by_seed)
+    routes = {"easy": VOTE, "medium": VOTE, "hard": create_best_of_n_graph(backend, n=4)}
+    state = await adaptive(backend, routes=routes).ainvoke({"question": "A hard one"})
+    assert state["difficulty"]["bin"] == "hard"
+    probe, route = backend.requests
+    assert probe.sampling.seed == 0 and route.sampling.seed is not None
+    drawn = [{r.sampling.seed + i for i in range(r.n)} for r in (probe, route)]
+    assert not set.intersection(*drawn)
+    texts = [c.text for c in state["candidates"]]
+    assert len(texts) == 8 and len(set(texts)) == 8
+
+
 async def test_routes_may_be_any_graph_and_must_match_the_bins():
     bins = DifficultyBins(thresholds=(0.5,), labels=("easy", "hard"))
     judge = FakeJudge(prefers_larger)

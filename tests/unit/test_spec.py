@@ -19,7 +19,10 @@ from tts_graph.spec.draw import to_mermaid
 from tts_graph.spec.schema import SCHEMA_PATH, render
 from tts_graph.testing import FakeBackend
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "specs").rglob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples" / "specs").rglob("*.yaml"))
+# The benchmarks' specs are checked like the examples: a figure must come from a valid spec.
+SPECS = EXAMPLES + sorted((ROOT / "bench" / "specs").rglob("*.yaml"))
 
 
 def by_seed(request: Any, i: int) -> str:
@@ -39,7 +42,7 @@ def test_there_is_an_example_spec_per_task():
             "adaptive"} <= kinds  # fmt: skip
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_every_example_names_the_schema_and_passes_it(path):
     data = yaml.safe_load(path.read_text())
     assert (path.parent / data["$schema"]).resolve() == SCHEMA_PATH.resolve()

@@ -185,22 +185,21 @@ def _one_server(specs: list[Spec], paths: list[Path]) -> str | None:
 
 def _print_comparison(runs: list[Path]) -> None:
     """The side-by-side table: accuracy (with its 95 % interval), how often the answer passed
-    the public tests, tokens and the wall time each run took."""
+    the public tests, completion tokens and the wall time each run took. It fits 80 columns: a
+    value is never cut, a header wraps instead."""
     from rich.console import Console
     from rich.table import Table
 
     from tts_graph.eval.metrics import totals
     from tts_graph.eval.report import read_run
 
-    table = Table(title="accuracy against compute", title_justify="left")
-    for column in ("strategy", "problems", "accuracy", "95 % interval", "passed public tests",
-                   "completion tokens", "tokens / problem", "wall time"):  # fmt: skip
-        table.add_column(column, justify="left" if column == "strategy" else "right")
+    rows, counts = [], set()
     for run_dir in runs:
         run, records = read_run(run_dir)
         t = totals(records)
+        counts.add(t["problems"])
         public = [r["public_passed"] for r in records if r.get("public_passed") is not None]
-        table.add_row(
+        rows.append([
             str(run.get("spec_name") or run_dir.name),
             str(t["problems"]),
             "-" if t["accuracy"] is None else f"{t['accuracy']:.0%}",
@@ -209,8 +208,26 @@ def _print_comparison(runs: list[Path]) -> None:
             f"{t['completion_tokens']:,}",
             "-" if not t["problems"] else f"{t['completion_tokens'] / t['problems']:,.0f}",
             f"{run.get('elapsed_s', 0.0):.0f} s",
-        )
-    Console(soft_wrap=True).print(table)
+        ])  # fmt: skip
+    headers = ["strategy", "problems", "accuracy", "95 % interval", "passed public tests",
+               "completion tokens", "tokens per problem", "wall time"]  # fmt: skip
+    title = "accuracy against compute"
+    if len(counts) == 1:  # the same problems for every strategy: say it once
+        title += f" on {counts.pop()} problems"
+        headers.pop(1)
+        rows = [row[:1] + row[2:] for row in rows]
+    widths = [
+        max([len(w) for w in h.split()] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)
+    ]
+    table = Table(title=title, title_justify="left")
+    for i, (header, width) in enumerate(zip(headers, widths, strict=True)):
+        table.add_column(header, justify="left" if i == 0 else "right", width=width)
+    for row in rows:
+        table.add_row(*row)
+    console = Console(soft_wrap=True)
+    # Wider than the terminal only when a name is long: a cut value would be a wrong one.
+    console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
+    console.print(table)
 
 
 async def _run(
@@ -234,20 +251,21 @@ async def _run(
     started = time.monotonic()
     with Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         console=_err(),
     ) as bar:
-        task = bar.add_task(f"{spec.name} on {dataset}", total=len(problems), status="")
+        # Short enough for 80 columns: the dataset is in the command, the numbers must show.
+        task = bar.add_task(spec.name, total=len(problems), status="")
 
         def show(p: EvalProgress) -> None:
             accuracy = "-" if p.accuracy is None else f"{p.accuracy:.2f}"
             rate = p.tokens / max(time.monotonic() - started, 1e-9)
             bar.update(
                 task, completed=p.done,
-                status=f"acc {accuracy}  tokens {p.tokens} ({rate:.0f}/s)  failed {p.errors}",
+                status=f"acc {accuracy}  {p.tokens:,} tokens ({rate:.0f}/s)  {p.errors} failed",
             )  # fmt: skip
 
         progress.listeners.append(show)

@@ -21,7 +21,7 @@ from langgraph.graph import END, StateGraph
 from tts_graph.backends.base import Backend, SamplingParams
 from tts_graph.errors import ConfigError
 from tts_graph.graphs._build import Policies, Steps
-from tts_graph.graphs._compose import make_graph_node
+from tts_graph.graphs._compose import SEED_STRIDE, make_graph_node
 from tts_graph.graphs.best_of_n import create_best_of_n_graph
 from tts_graph.graphs.self_consistency import create_self_consistency_graph
 from tts_graph.nodes._node import Node, make_node, read_state
@@ -29,6 +29,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.difficulty import DEFAULT_BINS, DifficultyBins, Estimator, make_difficulty_node
 from tts_graph.nodes.select import make_select_node
 from tts_graph.prompts import PromptFn
+from tts_graph.seeds import offset_seeds
 from tts_graph.state import StateKeys, TTSState
 from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
 from tts_graph.verifiers.base import Verifier
@@ -56,7 +57,7 @@ def default_routes(
     samples, the probe's included); ``hard`` runs best-of-16 (by verifier score when there is
     one, else by majority)."""
     common: dict[str, Any] = dict(
-        sampling=sampling, seed=seed + 100, prompt=prompt, extract=extract,
+        sampling=sampling, seed=seed, prompt=prompt, extract=extract,
         state_schema=state_schema, keys=keys,
     )  # fmt: skip
     return {
@@ -153,7 +154,10 @@ def _route_node(label: str, route: Any, keys: StateKeys, *, verified: bool) -> N
 
     async def branch(state: Mapping[str, Any]) -> dict[str, Any]:
         difficulty = state.get(keys.difficulty)
-        update: dict[str, Any] = dict(await inner.ainvoke(dict(state)))
+        # A route built with the probe's seed (every factory defaults to 0) would draw the
+        # probe's samples again: its requests' seeds are shifted past the probe's.
+        with offset_seeds(SEED_STRIDE):
+            update: dict[str, Any] = dict(await inner.ainvoke(dict(state)))
         record = decision(
             "router", "route", bin=label,
             score=difficulty.get("score") if isinstance(difficulty, Mapping) else None,
