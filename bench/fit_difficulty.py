@@ -2,10 +2,12 @@
 separates easy from hard prompts.
 
 Data: reasoning-gym `basic_arithmetic`, additions of 2, 3 and 4 terms (levels 1-3), generated
-with a fixed seed. For each problem one `n=8` request: the first `k=4` samples are the probe
-(exactly what `make_difficulty_node` draws by default, same prompt and sampling), all 8 estimate
-the problem's pass@1. Reports each estimator's AUROC for "level 3 vs level 1" and for
-"pass@1 < 0.5", and the equal-mass thresholds of each score. Usage:
+with a fixed seed, on the embedded SmolLM2-135M. For each problem one `n=12` request: the first
+`k=4` samples are the probe (exactly what `make_difficulty_node` draws by default, same prompt
+and sampling); the other 8 estimate the problem's pass@1, so no probe sample is part of the
+label it is judged against (counting them inflates the AUROC). Reports each estimator's AUROC
+for "level 3 vs level 1" and for "pass@1 < 0.5", and the equal-mass thresholds of each score.
+`tts-graph calibrate` does the same for any dataset and spec, with a held-out split. Usage:
 
     .venv/bin/python bench/fit_difficulty.py [--per-level 40] [--base-url URL]
 """
@@ -26,8 +28,11 @@ from tts_graph.nodes.difficulty import ESTIMATORS, DifficultyBins, Probe, auroc
 from tts_graph.prompts import question_prompt
 from tts_graph.verifiers.answer import extract_answer
 
+# Scored from the probe alone (the verifier estimator needs a verifier, absent here).
+OFFLINE = {name: est for name, est in ESTIMATORS.items() if name != "verifier"}
 K = 4
-SAMPLES = 8
+LABEL = 8
+SAMPLES = K + LABEL
 
 
 def problems(per_level: int) -> list[dict]:
@@ -59,8 +64,9 @@ async def run(base_url: str, per_level: int) -> list[dict]:
         answers = [extract_answer(c.text) for c in gen.completions]
         correct = [bool(a) and p["dataset"].score_answer(a, p["entry"]) == 1.0 for a in answers]
         probe = Probe(p["entry"]["question"], gen.completions[:K], tuple(answers[:K]))
-        scores = {name: float(est(probe)) for name, est in ESTIMATORS.items()}  # type: ignore[arg-type]
-        return {"level": p["level"], "pass1": sum(correct) / len(correct), "scores": scores}
+        scores = {name: float(est(probe)) for name, est in OFFLINE.items()}  # type: ignore[arg-type]
+        label = correct[K:]  # the probe's own samples are not part of the label
+        return {"level": p["level"], "pass1": sum(label) / len(label), "scores": scores}
 
     rows = await asyncio.gather(*(one(p) for p in problems(per_level)))
     await backend.aclose()
@@ -68,7 +74,7 @@ async def run(base_url: str, per_level: int) -> list[dict]:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{len(rows)} problems, k={K} probe samples, pass@1 from {SAMPLES} samples each\n")
+    print(f"{len(rows)} problems, k={K} probe samples, pass@1 from {LABEL} other samples each\n")
     for level in (1, 2, 3):
         sub = [r["pass1"] for r in rows if r["level"] == level]
         print(f"level {level}: mean pass@1 {statistics.mean(sub):.2f} over {len(sub)} problems")
@@ -77,7 +83,7 @@ def report(rows: list[dict]) -> None:
     )
     print("|---|---|---|---|")
     extremes = [r for r in rows if r["level"] in (1, 3)]
-    for name in ESTIMATORS:
+    for name in OFFLINE:
         a1 = auroc([r["scores"][name] for r in extremes], [r["level"] == 3 for r in extremes])
         hard = [r["pass1"] < 0.5 for r in rows]
         a2 = (
@@ -102,7 +108,7 @@ def main() -> None:
     server = None
     base_url = args.base_url
     if base_url is None:
-        server = VLLMServer(ServerConfig()).start()
+        server = VLLMServer(ServerConfig(model="smollm2-135m")).start()
         base_url = server.base_url
     try:
         rows = asyncio.run(run(base_url, args.per_level))

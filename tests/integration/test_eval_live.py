@@ -192,3 +192,31 @@ async def test_ctrl_c_leaves_no_request_running_on_the_server(vllm_server, tmp_p
             break
         await asyncio.sleep(0.1)
     assert await requests_running(vllm_server.root_url) == 0
+
+
+def test_calibrate_fits_thresholds_and_budgets_and_resumes(vllm_server, tmp_path):
+    out = tmp_path / "thresholds.json"
+    args = [*CLI, "calibrate", "--dataset", "basic_arithmetic", "--limit", "12",
+            "--probe-n", "2", "--label-n", "4", "--labels", "easy,hard", "--concurrency", "4",
+            "--out", str(out), "--base-url", vllm_server.base_url]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    assert "held-out problems" in done.stdout and "…" not in done.stdout
+    result = json.loads(out.read_text())
+    assert result["estimator"] == "agreement" and result["labels"] == ["easy", "hard"]
+    assert len(result["thresholds"]) == 1 and 0 <= result["thresholds"][0] <= 1
+    assert result["fit_problems"] + result["heldout_problems"] + result["skipped"] == 12
+    assert set(result["budget"]) == {"easy", "hard"}
+    for b in result["budget"].values():
+        assert b["n"] is None or 1 <= b["n"] <= 4
+    assert set(result["heldout"]) >= {"agreement", "logprob", "entropy", "combined"}
+    samples = lines(tmp_path / "thresholds.samples" / "results.jsonl")
+    assert len(samples) == 12 and all(len(r["candidates"]) == 6 for r in samples)
+    assert all(c["mean_logprob"] is not None for r in samples for c in r["candidates"])
+    # The same command again draws nothing new: every problem's samples are on disk.
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert lines(tmp_path / "thresholds.samples" / "results.jsonl") == samples
+    assert json.loads(out.read_text()) == result

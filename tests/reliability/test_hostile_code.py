@@ -356,7 +356,9 @@ def children():
 
 async def main():
     sandbox, candidates = sys.argv[1], json.loads(sys.argv[2])
-    tests = CodeTests(test="assert add(2, 3) == 5", entry_point="add", timeout_s=1)
+    # 4 s, not 1: on a busy machine importing ctypes alone can take a second, and a crash that
+    # times out first is not the crash this test is about.
+    tests = CodeTests(test="assert add(2, 3) == 5", entry_point="add", timeout_s=4)
     verifier = CodeVerifier(sandbox=sandbox, concurrency=2)
     fds = len(os.listdir("/proc/self/fd"))
     verdicts = await verifier.verify(Problem("", reference=tests), candidates)
@@ -374,7 +376,7 @@ asyncio.run(main())
 REAP_CANDIDATES = [
     ("passed all tests", GOOD_ADD),
     ("AssertionError in tests", "def add(a, b):\n    return 0\n"),
-    ("timed out after 1s", "def add(a, b):\n    while True:\n        pass\n"),
+    ("timed out after 4s", "def add(a, b):\n    while True:\n        pass\n"),
     ("output limit exceeded", "while True:\n    print('y' * 4096)\n"),
     ("(SIGSEGV)", "import ctypes\ndef add(a, b):\n    ctypes.string_at(0)\n"),
     ("the candidate raised SystemExit", "import sys\ndef add(a, b):\n    sys.exit(0)\n"),

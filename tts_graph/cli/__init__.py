@@ -1,6 +1,6 @@
 """The ``tts-graph`` command line: ``serve`` a vLLM server, ``solve`` a question, ``validate``
 and ``draw`` a spec (:mod:`tts_graph.cli.specs`), ``eval`` a spec on a dataset
-(:mod:`tts_graph.cli.evaluate`).
+(:mod:`tts_graph.cli.evaluate`), ``calibrate`` the adaptive router (:mod:`tts_graph.cli.calibrate`).
 
 Bad input never shows a traceback: every argument error and every error of this library prints
 as one line on stderr (what was wrong and what to do) and exits with status 2. Progress goes to
@@ -820,7 +820,9 @@ async def _solve(
     }
 
 
-# The spec commands live in their own module; importing it registers them on ``app``.
+# The spec, eval and calibrate commands live in their own modules; importing one registers
+# its commands on ``app``.
+from tts_graph.cli import calibrate as _calibrate  # noqa: E402, F401
 from tts_graph.cli import evaluate as _evaluate  # noqa: E402, F401
 from tts_graph.cli import specs as _specs  # noqa: E402, F401
 

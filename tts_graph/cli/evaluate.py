@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tts_graph.eval.harness import EvalProgress
     from tts_graph.spec.models import Spec
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "run_specs"]
 
 
 @app.command("eval")
@@ -100,7 +100,49 @@ def evaluate(
         runs = _run_dirs(specs, spec, out)
         server_config = _one_server(specs, spec)
         problems = load_dataset(dataset, limit=limit, seed=seed)
-    with _run_log("eval", verbose) as log, _errors_as_one_line(log), _stop_on_signals():
+    progress = run_specs(
+        "eval", specs, runs, problems, dataset=dataset, base_url=base_url,
+        embedded=server_config, concurrency=concurrency, limit=limit, seed=seed, verbose=verbose,
+    )  # fmt: skip
+    with _errors_as_one_line():
+        from tts_graph.eval.report import compare_runs, write_report
+
+        reports = [write_report(run_dir) for run_dir in runs]
+    for loaded, p in zip(specs, progress, strict=True):
+        accuracy = "n/a" if p.accuracy is None else f"{p.accuracy:.3f}"
+        _err().print(
+            f"{loaded.name}: {p.done} problems, accuracy {accuracy}, {p.tokens} tokens, "
+            f"{p.errors} failed",
+            markup=False,
+        )
+    if len(runs) == 1:
+        typer.echo(str(reports[0]))
+        return
+    with _errors_as_one_line():
+        comparison = compare_runs(runs, out)
+    _print_comparison(runs)
+    typer.echo(str(comparison))
+
+
+def run_specs(
+    command: str,
+    specs: list[Spec],
+    runs: list[Path],
+    problems: list[Any],
+    *,
+    dataset: str,
+    base_url: str | None,
+    embedded: str | None,
+    concurrency: int,
+    limit: int | None,
+    seed: int,
+    verbose: bool,
+) -> list[EvalProgress]:
+    """Run each spec on ``problems`` into its run folder, in turn, on one server: the one at
+    ``base_url`` (or the first spec's), else the ``embedded`` model started here and stopped
+    however the run ends. Ctrl-C says how far the run got and exits 130; the same command
+    resumes it."""
+    with _run_log(command, verbose) as log, _errors_as_one_line(log), _stop_on_signals():
         import asyncio
 
         from tts_graph.backends.server import ServerConfig
@@ -111,7 +153,7 @@ def evaluate(
         try:
             url = base_url or specs[0].backend.base_url
             if url is None:
-                server = _start_server(ServerConfig(model=server_config), log)
+                server = _start_server(ServerConfig(model=embedded), log)
                 url = server.base_url
             for loaded, run_dir in zip(specs, runs, strict=True):
                 current = run_dir
@@ -133,23 +175,7 @@ def evaluate(
         finally:
             if server is not None:
                 _stop_server(server)
-        from tts_graph.eval.report import compare_runs, write_report
-
-        reports = [write_report(run_dir) for run_dir in runs]
-    for loaded, p in zip(specs, progress, strict=True):
-        accuracy = "n/a" if p.accuracy is None else f"{p.accuracy:.3f}"
-        _err().print(
-            f"{loaded.name}: {p.done} problems, accuracy {accuracy}, {p.tokens} tokens, "
-            f"{p.errors} failed",
-            markup=False,
-        )
-    if len(runs) == 1:
-        typer.echo(str(reports[0]))
-        return
-    with _errors_as_one_line():
-        comparison = compare_runs(runs, out)
-    _print_comparison(runs)
-    typer.echo(str(comparison))
+    return progress
 
 
 def _run_dirs(specs: list[Spec], paths: list[Path], out: Path) -> list[Path]:

@@ -237,6 +237,7 @@ def _candidate(c: Candidate, correct: bool) -> dict[str, Any]:
         "answer": c.answer,
         "score": c.score,
         "confidence": c.metadata.get("confidence"),
+        "mean_logprob": c.mean_logprob,
         "passed_public": None if c.verdict is None else c.verdict.passed,
         "correct": correct,
         "completion_tokens": c.completion_tokens,
