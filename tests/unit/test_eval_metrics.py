@@ -484,6 +484,16 @@ def test_summarize_holds_every_section_as_json():
     assert s["selectors"]["majority"][0]["value"] == pytest.approx(cov[0])  # k=1: pass@1
     assert s["coverage"]["fit"]["r2"] > 0.9
     assert set(s["compute"]) == {"all", "a", "b"}
+    # Uniform best-of-k by the verifier (here the scores): its accuracies are the selector's,
+    # at the same costs as majority's.
+    verified = s["compute_verified"]
+    assert verified["selector"] == "verifier"
+    assert [p["accuracy"] for p in verified["points"]] == pytest.approx(
+        [p["value"] for p in s["selectors"]["verifier"]]
+    )
+    assert [p["tokens"] for p in verified["points"]] == [
+        p["tokens"] for p in s["compute"]["all"]["points"]
+    ]
     assert [r["group"] for r in s["by_difficulty"]] == ["easy", "hard"]
     assert s["verification_gap"] is None
     assert s["samples"] == {"min": 8, "max": 8, "mean": 8.0, "histogram": {"8": 40}}
@@ -493,4 +503,4 @@ def test_summarize_of_nothing():
     s = summarize([], resamples=10)
     assert s["totals"]["accuracy"] is None
     assert s["coverage"] == {"points": [], "fit": None}
-    assert s["compute"] == {}
+    assert s["compute"] == {} and s["compute_verified"] is None

@@ -1091,7 +1091,9 @@ def summarize(
     min, max, mean), ``coverage`` (``{"points", "fit"}``: :func:`coverage_curve` and
     :func:`fit_power_law`), ``selectors`` (:func:`selector_curves`), ``compute``
     (:func:`compute_curve` for ``"all"`` problems and per task class, the value of
-    ``class_key`` in each record), ``verification_gap`` and ``settings``.
+    ``class_key`` in each record), ``compute_verified`` (the same for the ``verifier``
+    selector over all problems, None without verdicts or scores: uniform best-of-k),
+    ``verification_gap`` and ``settings``.
 
     >>> s = summarize([{"id": "a", "correct": True, "candidates": [
     ...     {"answer": "1", "correct": True}, {"answer": "2", "correct": False}]}], resamples=50)
@@ -1120,6 +1122,12 @@ def summarize(
         for name, rows in classes.items():
             group = [records[i] for i in rows]
             compute[name] = _compute_points(group, grid, values["majority"][rows], **knee_opts)
+    # Uniform best-of-k with the run's verifier: the curve an adaptive run is measured against.
+    verified = (
+        _compute_points(records, grid, values["verifier"], **{**knee_opts, "selector": "verifier"})
+        if records and "verifier" in values
+        else None
+    )
     by_difficulty = accuracy_by([r for r in records if _bin(r) is not None], _bin, **opts)
     return {
         "totals": totals(records, **opts),
@@ -1143,6 +1151,7 @@ def summarize(
         "coverage": {"points": coverage, "fit": None if fit is None else fit.to_dict()},
         "selectors": selectors,
         "compute": compute,
+        "compute_verified": verified,
         "verification_gap": verification_gap(records, **opts),
         "settings": {
             "ks": grid,

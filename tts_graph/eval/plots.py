@@ -147,9 +147,11 @@ def plot_accuracy_vs_compute(
     Each run is a point at its measured mean compute and accuracy, with its bootstrap interval;
     runs of one strategy (``strategies``: run label → strategy; each run alone without it) are
     joined in order of compute, with that line's knee (black-edged star) and turn-over
-    (black-edged down triangle) when it has them. Each run's subsampled majority-vote curve (accuracy with ``k``
-    of its samples against their estimated compute) is drawn thin, its knee marked with a star
-    and a turn-over (accuracy falling as compute rises) with a down triangle. None when there is
+    (black-edged down triangle) when it has them. Each run's subsampled majority-vote curve
+    (accuracy with ``k`` of its samples against their estimated compute) is drawn dotted, its
+    knee marked with a star and a turn-over (accuracy falling as compute rises) with a down
+    triangle; where the run checked its samples, its verifier-selected curve (uniform
+    best-of-k) is drawn dashed. None when there is
     nothing to place (e.g. FLOPs asked for but unknown).
 
     >>> runs = {"n=4": summarize(small), "n=16": summarize(large)}  # doctest: +SKIP
@@ -193,6 +195,14 @@ def plot_accuracy_vs_compute(
                     turn = curve.get("turnover")
                     if turn and compute == "tokens":
                         ax.plot(turn["x_low"], turn["y_low"], marker="v", markersize=9, color=color)
+            verified = summary.get("compute_verified")
+            if verified and verified["points"]:
+                vx = [p[compute] for p in verified["points"]]
+                if all(x is not None for x in vx):
+                    vy = [p["accuracy"] for p in verified["points"]]
+                    ax.plot(vx, vy, color=color, linewidth=1.1, alpha=0.8, linestyle="--")
+                    xs_all.extend(vx)
+                    drawn = True
             totals = summary["totals"]
             x, y = totals.get(mean_key), totals.get("accuracy")
             if x is None or y is None:
@@ -225,7 +235,11 @@ def plot_accuracy_vs_compute(
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(f"Accuracy against {unit} (dotted: majority vote over k of each run's samples)")
+    ax.set_title(
+        f"Accuracy against {unit} over k of each run's samples\n"
+        "(dotted: majority vote; dashed: verifier-selected, i.e. uniform best-of-k)",
+        fontsize=10,
+    )
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
