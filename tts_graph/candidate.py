@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,10 +109,14 @@ def next_index(candidates: Sequence[Candidate] | None) -> int:
 
 
 def candidate_score(candidate: Candidate) -> float:
-    """A candidate's score: the verifier's when set, else its mean token logprob, else -inf."""
-    if candidate.score is not None:
+    """A candidate's score: the verifier's when set, else its mean token logprob, else -inf.
+
+    A NaN is no score: it compares false with everything, so ranking by it would make the
+    choice depend on the order the candidates arrived in.
+    """
+    if candidate.score is not None and not math.isnan(candidate.score):
         return candidate.score
-    if candidate.mean_logprob is not None:
+    if candidate.mean_logprob is not None and not math.isnan(candidate.mean_logprob):
         return candidate.mean_logprob
     return float("-inf")
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
+from tts_graph.errors import ConfigError, check_utf8
+
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "TOOLS_CONFIG_KEY",
@@ -53,6 +55,23 @@ def _conversation(state: Mapping[str, Any], messages_key: str) -> list[BaseMessa
     return None
 
 
+def _blank(content: Any) -> bool:
+    """Whether a message's content says nothing (no text, or only whitespace)."""
+    if isinstance(content, str):
+        return not content.strip()
+    if isinstance(content, Sequence):
+        return all(
+            _blank(part)
+            or (
+                isinstance(part, Mapping)
+                and part.get("type") == "text"
+                and _blank(part.get("text"))
+            )
+            for part in content
+        )
+    return content is None
+
+
 def question_prompt(
     system: str | None = DEFAULT_SYSTEM_PROMPT,
     key: str = "question",
@@ -72,16 +91,28 @@ def question_prompt(
 
     def build(state: Mapping[str, Any]) -> list[Message]:
         if key not in state and (messages := _conversation(state, messages_key)) is not None:
+            if all(_blank(m.content) and not getattr(m, "tool_calls", None) for m in messages):
+                raise ConfigError(
+                    f"every message in {messages_key!r} is empty; give the conversation at "
+                    "least one message with text"
+                )
             return to_chat_messages(messages)
         if key not in state:
-            raise KeyError(
+            raise ConfigError(
                 f"the state has neither a {key!r} key nor a non-empty {messages_key!r} list; "
                 "give the graph one, or rename them with keys=StateKeys(...)"
             )
+        question = state[key]
+        if question is None or (isinstance(question, str) and not question.strip()):
+            raise ConfigError(
+                f"the question ({key!r}) is empty; give the graph one, e.g. "
+                f"{{{key!r}: 'What is 7+5?'}}"
+            )
+        check_utf8(question, f"the question ({key!r})")
         prompt: list[Message] = []
         if system:
             prompt.append({"role": "system", "content": system})
-        prompt.append({"role": "user", "content": template.replace("{question}", str(state[key]))})
+        prompt.append({"role": "user", "content": template.replace("{question}", str(question))})
         return prompt
 
     return build

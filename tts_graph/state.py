@@ -91,6 +91,8 @@ class CandidatesState(TypedDict, total=False):
     - ``answer``: the chosen final answer (extracted); ``response``: the chosen candidate's text.
     - ``strategy``: which strategy produced the answer.
     - ``difficulty``: the difficulty probe's score and bin, when a graph estimates it.
+    - ``pool``: fixed answers to choose among with no generation (input, for
+      :func:`~tts_graph.graphs.create_pool_graph`).
     """
 
     budget: Budget | None
@@ -103,6 +105,7 @@ class CandidatesState(TypedDict, total=False):
     response: str | None
     strategy: str
     difficulty: dict[str, Any] | None
+    pool: list[str]
 
 
 class CandidatesModel(BaseModel):
@@ -127,6 +130,7 @@ class CandidatesModel(BaseModel):
     response: str | None = None
     strategy: str | None = None
     difficulty: dict[str, Any] | None = None
+    pool: list[str] = Field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -151,6 +155,7 @@ class CandidatesDataclass:
     response: str | None = None
     strategy: str | None = None
     difficulty: dict[str, Any] | None = None
+    pool: list[str] = dataclasses.field(default_factory=list)
 
 
 class ChatState(MessagesState, CandidatesState):
@@ -186,3 +191,4 @@ class StateKeys:
     strategy: str = "strategy"
     difficulty: str = "difficulty"
     decisions: str = "decisions"
+    pool: str = "pool"

@@ -6,14 +6,19 @@ request, completion tokens per sample), counting whitespace-separated words as t
 
 >>> backend = FakeBackend(lambda request, i: f"Answer: {12 if i % 2 else 13}")
 >>> graph = create_best_of_n_graph(backend, n=3).compile()  # doctest: +SKIP
+
+:class:`FakeVerifier` and :class:`FakeJudge` stand in for a verifier and a tournament's pairwise
+judge the same way, and let a test make them fail as real ones do: raise, or never return.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tts_graph.backends.base import (
     BaseBackend,
@@ -24,8 +29,17 @@ from tts_graph.backends.base import (
     TokenLogprob,
 )
 from tts_graph.budget import Usage, estimate_flops
+from tts_graph.verifiers.base import DEFAULT_CALL_TIMEOUT_S, Problem, Verdict
+from tts_graph.verifiers.judge import Preference
 
-__all__ = ["FakeBackend", "SampleFn", "completion_with_confidence"]
+__all__ = [
+    "FakeBackend",
+    "FakeJudge",
+    "FakeVerifier",
+    "SampleFn",
+    "completion_with_confidence",
+    "never_returns",
+]
 
 SampleFn = Callable[[GenerationRequest, int], "str | Completion | Awaitable[str | Completion]"]
 """``(request, sample_index) -> text`` (or a full :class:`Completion`), sync or async."""
@@ -163,3 +177,84 @@ def completion_with_confidence(
         completion_tokens=len(words),
         logprobs=tuple(logprobs),
     )
+
+
+async def never_returns(*args: Any) -> Any:
+    """A check or a judgement that hangs, as one whose server accepted the request and never
+    answered: it waits until it is cancelled.
+
+    >>> verifier = FakeVerifier(never_returns, call_timeout_s=0.5)
+    """
+    await asyncio.Event().wait()
+
+
+@dataclass
+class FakeVerifier:
+    """A verifier whose verdicts come from ``fn(problem, candidate)`` (sync or async), returning
+    a bool (passed), a float (a score) or a :class:`~tts_graph.verifiers.base.Verdict`.
+
+    Unlike :class:`~tts_graph.verifiers.registry.FunctionVerifier` it catches nothing: what
+    ``fn`` raises comes out of :meth:`verify`, as from a verifier that crashed, so a test sees
+    what the graph makes of it; :func:`never_returns` makes it hang. ``uses_model=True`` makes
+    the verifier node check one candidate per call (as for LLM judges and reward models), and
+    ``call_timeout_s`` is the bound the nodes put on one call. ``batches`` records the
+    candidates of every call.
+
+    >>> verifier = FakeVerifier(lambda problem, text: "12" in text)
+    >>> graph = create_best_of_n_graph(backend, n=3, verifier=verifier)  # doctest: +SKIP
+    """
+
+    fn: Callable[[Problem, str], Any]
+    name: str = "fake"
+    uses_model: bool = False
+    call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S
+    batches: list[list[str]] = field(default_factory=list)
+
+    async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
+        self.batches.append(list(candidates))
+        verdicts = []
+        for candidate in candidates:
+            out = self.fn(problem, candidate)
+            if inspect.isawaitable(out):
+                out = await out
+            verdicts.append(_as_verdict(out, self.name))
+        return verdicts
+
+
+def _as_verdict(out: Any, name: str) -> Verdict:
+    if isinstance(out, Verdict):
+        return out
+    if isinstance(out, bool):
+        return Verdict(passed=out, score=float(out), reason=f"{name} returned {out}")
+    return Verdict(passed=None, score=float(out), reason=f"{name} scored {float(out):g}")
+
+
+@dataclass
+class FakeJudge:
+    """A tournament's pairwise judge whose choice comes from ``decide(question, a, b)`` (sync or
+    async), returning ``"A"``, ``"B"``, None (no vote) or a
+    :class:`~tts_graph.verifiers.judge.Preference`; each judgement costs ``usage``.
+
+    What ``decide`` raises comes out of :meth:`compare` (raise a
+    :class:`~tts_graph.errors.BackendError` for a judge whose server failed);
+    :func:`never_returns` makes it hang. ``calls`` records every ``(a, b)`` it was shown.
+
+    >>> judge = FakeJudge(lambda question, a, b: "A" if len(a) >= len(b) else "B")
+    >>> graph = create_tournament_graph(backend, judge, n=4)  # doctest: +SKIP
+    """
+
+    decide: Callable[[str, str, str], Any]
+    usage: Usage = field(
+        default_factory=lambda: Usage(prompt_tokens=10, completion_tokens=3, calls=1)
+    )
+    call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    async def compare(self, question: str, a: str, b: str) -> Preference:
+        self.calls.append((a, b))
+        out = self.decide(question, a, b)
+        if inspect.isawaitable(out):
+            out = await out
+        if isinstance(out, Preference):
+            return out
+        return Preference(winner=out, raw=f"Winner: {out}", usage=self.usage)

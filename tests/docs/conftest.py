@@ -1,10 +1,9 @@
 """A real vLLM server (the embedded model) for the guides' code.
 
-The same server as the integration tests' ``vllm_server`` fixture (tests/integration/conftest.py),
-and the same ``TTS_GRAPH_TEST_BASE_URL`` to use one you started yourself. Fixtures of that
-conftest are not visible here, and importing its session fixture would make a second session
-fixture whose server stays up next to the integration tests' until the session ends: this one is
-module-scoped instead, so in a full run it is stopped before the integration tests start theirs.
+``TTS_GRAPH_TEST_BASE_URL`` uses one you started yourself, as for the ``vllm_server`` fixture
+of tests/conftest.py, which this one replaces here: it serves the default embedded model (what
+a reader of the guides gets from ``tts-graph serve``) and is module-scoped, so in a full run it
+is stopped before the next directory's tests start their own.
 """
 
 from __future__ import annotations

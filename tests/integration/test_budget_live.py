@@ -4,15 +4,14 @@ and requests cancelled at the wall-time deadline that the server really stops.""
 from __future__ import annotations
 
 import asyncio
-import re
-
-import httpx
 
 from tts_graph import Budget, create_best_of_n_graph
 from tts_graph.backends.base import GenerationRequest, SamplingParams
 from tts_graph.ledger import Ledger
 from tts_graph.metering import spending
 from tts_graph.nodes import make_budget_forcing_node
+
+from server_metrics import GENERATED, RUNNING, metric
 
 QUESTION = [{"role": "user", "content": "What is 7+5?"}]
 
@@ -57,20 +56,6 @@ async def test_parallel_forcing_runs_share_the_call_and_token_limits(backend):
         assert ledger.spent == usage
 
 
-async def running_requests(root_url: str) -> float:
-    async with httpx.AsyncClient(timeout=120) as client:
-        text = (await client.get(f"{root_url}/metrics")).text
-    found = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-    return sum(float(v) for v in found)
-
-
-async def generated_tokens(root_url: str) -> float:
-    async with httpx.AsyncClient(timeout=120) as client:
-        text = (await client.get(f"{root_url}/metrics")).text
-    found = re.findall(r"^vllm:generation_tokens_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-    return sum(float(v) for v in found)
-
-
 async def test_the_wall_time_deadline_stops_the_servers_work(backend, vllm_server):
     # Four long samples that cannot finish within the deadline.
     params = SamplingParams(max_tokens=1500, ignore_eos=True, temperature=1.0, seed=5)
@@ -85,10 +70,10 @@ async def test_the_wall_time_deadline_stops_the_servers_work(backend, vllm_serve
     assert spent.usage.calls == 1 and spent.usage.completion_tokens == 0
     # The server stops generating once the client has gone.
     for _ in range(50):
-        if await running_requests(vllm_server.root_url) == 0:
+        if await metric(vllm_server.root_url, RUNNING) == 0:
             break
         await asyncio.sleep(0.2)
-    assert await running_requests(vllm_server.root_url) == 0
-    before = await generated_tokens(vllm_server.root_url)
+    assert await metric(vllm_server.root_url, RUNNING) == 0
+    before = await metric(vllm_server.root_url, GENERATED)
     await asyncio.sleep(1.0)
-    assert await generated_tokens(vllm_server.root_url) == before
+    assert await metric(vllm_server.root_url, GENERATED) == before

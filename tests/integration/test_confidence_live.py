@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from tts_graph import SamplingParams
@@ -20,22 +18,9 @@ from tts_graph.backends.vllm import VLLMBackend
 from tts_graph.graphs.confidence import create_confidence_graph
 from tts_graph.nodes.confidence import make_confidence_node
 
+from server_metrics import RUNNING, WAITING, metric, settled_tokens
+
 QUESTION = {"question": "What is 7+5?"}
-
-
-async def metric(root_url: str, name: str) -> float:
-    async with httpx.AsyncClient(timeout=120) as client:
-        text = (await client.get(f"{root_url}/metrics")).text
-    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M))
-
-
-async def settled_tokens(root_url: str) -> float:
-    """The server's generated-token counter once no request is running any more."""
-    for _ in range(100):
-        if await metric(root_url, "vllm:num_requests_running") == 0:
-            break
-        await asyncio.sleep(0.1)
-    return await metric(root_url, "vllm:generation_tokens_total")
 
 
 class Watched(BaseBackend):
@@ -84,8 +69,7 @@ async def measured(
     which no other client's request was on the server (retried up to ``attempts`` times)."""
 
     async def on_server() -> float:
-        running = await metric(root_url, "vllm:num_requests_running")
-        return running + await metric(root_url, "vllm:num_requests_waiting")
+        return await metric(root_url, RUNNING, WAITING)
 
     async def quiet(idle_s: float = 2.0, patience_s: float = 120.0) -> None:
         """Wait until the server has run nothing for ``idle_s`` (at most ``patience_s``)."""

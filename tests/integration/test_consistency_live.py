@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
-
-import httpx
 import pytest
 
 from tts_graph import SamplingParams
 from tts_graph.nodes.consistency import make_consistency_node
 
-
-async def metric(root_url: str, name: str) -> float:
-    async with httpx.AsyncClient(timeout=120) as client:
-        text = (await client.get(f"{root_url}/metrics")).text
-    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M))
-
-
-async def settled_tokens(root_url: str) -> float:
-    """The server's generated-token counter once no request is running any more."""
-    for _ in range(100):
-        if await metric(root_url, "vllm:num_requests_running") == 0:
-            break
-        await asyncio.sleep(0.1)
-    return await metric(root_url, "vllm:generation_tokens_total")
+from server_metrics import settled_tokens
 
 
 @pytest.mark.parametrize("stop", ["adaptive", "beta"])

@@ -14,9 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from processes import assert_nothing_listens, server_on, still_running
+
+from server_metrics import RUNNING, WAITING, metric
 
 pytestmark = pytest.mark.integration
 
@@ -156,13 +157,6 @@ def test_ctrl_c_stops_the_server_the_eval_started_and_keeps_what_finished(tmp_pa
 LONG = "Write the numbers from 1 to 3000 in words, separated by commas, and nothing else."
 
 
-async def requests_running(root_url: str) -> float:
-    async with httpx.AsyncClient(timeout=60) as client:
-        text = (await client.get(f"{root_url}/metrics")).text
-    found = re.findall(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-    return sum(float(v) for v in found)
-
-
 async def test_ctrl_c_leaves_no_request_running_on_the_server(vllm_server, tmp_path):
     # Long samples (n > 1, not streamed) are in flight when Ctrl-C lands: the server must stop
     # generating them, not finish them for a client that has gone.
@@ -174,13 +168,14 @@ async def test_ctrl_c_leaves_no_request_running_on_the_server(vllm_server, tmp_p
                     "strategy: {kind: best_of_n, n: 4}\n")  # fmt: skip
     args = [*CLI, "eval", "--spec", str(spec), "--dataset", str(data), "--concurrency", "2",
             "--out", str(tmp_path / "run"), "--base-url", vllm_server.base_url]  # fmt: skip
-    assert await requests_running(vllm_server.root_url) == 0
+    root = vllm_server.root_url
+    assert await metric(root, RUNNING, WAITING) == 0
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )  # fmt: skip
     for _ in range(600):  # until the samples are being generated
-        if await requests_running(vllm_server.root_url) >= 2 or proc.returncode is not None:
+        if await metric(root, RUNNING, WAITING) >= 2 or proc.returncode is not None:
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
@@ -188,10 +183,10 @@ async def test_ctrl_c_leaves_no_request_running_on_the_server(vllm_server, tmp_p
     _, err = await proc.communicate()
     assert proc.returncode == 130, err.decode()[-2000:]
     for _ in range(50):  # an abort takes effect within a scheduler step or two
-        if await requests_running(vllm_server.root_url) == 0:
+        if await metric(root, RUNNING, WAITING) == 0:
             break
         await asyncio.sleep(0.1)
-    assert await requests_running(vllm_server.root_url) == 0
+    assert await metric(root, RUNNING, WAITING) == 0
 
 
 def test_calibrate_fits_thresholds_and_budgets_and_resumes(vllm_server, tmp_path):

@@ -356,9 +356,9 @@ def children():
 
 async def main():
     sandbox, candidates = sys.argv[1], json.loads(sys.argv[2])
-    # 4 s, not 1: on a busy machine importing ctypes alone can take a second, and a crash that
+    # 10 s, not 1: on a busy machine importing ctypes alone can take seconds, and a crash that
     # times out first is not the crash this test is about.
-    tests = CodeTests(test="assert add(2, 3) == 5", entry_point="add", timeout_s=4)
+    tests = CodeTests(test="assert add(2, 3) == 5", entry_point="add", timeout_s=10)
     verifier = CodeVerifier(sandbox=sandbox, concurrency=2)
     fds = len(os.listdir("/proc/self/fd"))
     verdicts = await verifier.verify(Problem("", reference=tests), candidates)
@@ -376,7 +376,7 @@ asyncio.run(main())
 REAP_CANDIDATES = [
     ("passed all tests", GOOD_ADD),
     ("AssertionError in tests", "def add(a, b):\n    return 0\n"),
-    ("timed out after 4s", "def add(a, b):\n    while True:\n        pass\n"),
+    ("timed out after 10s", "def add(a, b):\n    while True:\n        pass\n"),
     ("output limit exceeded", "while True:\n    print('y' * 4096)\n"),
     ("(SIGSEGV)", "import ctypes\ndef add(a, b):\n    ctypes.string_at(0)\n"),
     ("the candidate raised SystemExit", "import sys\ndef add(a, b):\n    sys.exit(0)\n"),
@@ -737,3 +737,333 @@ def add(a, b):
 """
     verdict = await check(candidate, sandbox="bwrap")
     assert verdict.reason.startswith("AssertionError in tests")
+
+
+@BOTH
+async def test_stop_iteration_cannot_end_the_tests_loop_early(sandbox):
+    # Raised into map() or zip(), a StopIteration would end the loop as if every check had run.
+    looping = CodeTests(
+        test="def check(candidate):\n"
+        "    for got, want in zip(map(candidate, [2, -1], [3, 1]), [5, 0]):\n"
+        "        assert got == want\n"
+        "    for _ in iter(lambda: candidate(2, 2), 4):\n"
+        "        assert False\n",
+        entry_point="add",
+        timeout_s=5,
+    )
+    for exc in ("StopIteration", "StopAsyncIteration"):
+        verdict = await check(f"def add(a, b):\n    raise {exc}\n", tests=looping, sandbox=sandbox)
+        assert verdict.reason == f"RuntimeError in tests: the candidate raised {exc}: "
+    assert (await check(GOOD_ADD, tests=looping, sandbox=sandbox)).passed
+
+
+# ---------------------------------------------------------------- secrets of the caller
+
+CALLER_SECRET_HUNT = r"""
+import ctypes, os, re, sys
+found = []
+_KEY = re.compile(rb"sk-canary-[0-9a-f]{32}")
+def look(data):
+    found.extend(m.decode() for m in _KEY.findall(data))
+look(repr(dict(os.environ)).encode())
+paths = ["/proc/self/environ", "/proc/self/cmdline"]
+paths += ["/proc/%d/%s" % (pid, name) for pid in range(1, 4096) for name in ("environ", "cmdline")]
+for path in paths:
+    try:
+        with open(path, "rb") as f:
+            look(f.read())
+    except OSError:
+        pass
+# No /proc to read: mount one (it needs a user namespace of its own first).
+libc = ctypes.CDLL(None, use_errno=True)
+os.makedirs("proc", exist_ok=True)
+unshared = libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS
+mounted = libc.mount(b"proc", b"proc", b"proc", 0, None)
+for pid in os.listdir("proc") if mounted == 0 else []:
+    try:
+        with open("proc/%s/environ" % pid, "rb") as f:
+            look(f.read())
+    except OSError:
+        pass
+sys.stderr.write("FOUND %r unshare %d mount %d\n" % (found, unshared, mounted))
+def secret():
+    return found[0] if found else None
+"""
+
+
+@needs_bwrap
+async def test_the_callers_environment_holds_nothing_to_find(monkeypatch):
+    # An API key in the caller's environment (the model server's) is the kind of secret a
+    # candidate hunts for: through its own environment, /proc, or a /proc it mounts itself.
+    key = "sk-canary-" + secrets.token_hex(16)
+    for name in ("TTS_GRAPH_API_KEY", "VLLM_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.setenv(name, key)
+    tests = CodeTests(f"def check(f):\n    assert f() == {key!r}\n", "secret", timeout_s=30)
+    verdict = await check(CALLER_SECRET_HUNT, sandbox="bwrap", tests=tests)
+    assert verdict.reason.startswith("AssertionError in tests"), verdict.reason
+    assert "FOUND [] unshare -1 mount -1" in verdict.details["stderr"]
+    assert key not in repr(verdict)
+
+
+# ---------------------------------------------------------------- memory and disk past the limits
+
+HOARD = r"""
+import ctypes, os, sys
+MB = 1 << 20
+WANT = %(want)d
+libc = ctypes.CDLL(None, use_errno=True)
+held = {}
+keep = []
+
+def fill(fd):
+    total = 0
+    try:
+        while total < WANT * MB:
+            total += os.write(fd, b"x" * MB)
+    except OSError:
+        pass
+    return total // MB
+
+# Files: the run's /tmp, then a tmpfs of its own in a user and mount namespace of its own.
+def files(folder):
+    total = 0
+    for i in range(WANT):
+        try:
+            fd = os.open(os.path.join(folder, "f%%d" %% i), os.O_WRONLY | os.O_CREAT)
+        except OSError:
+            break
+        got = fill(fd)
+        os.close(fd)
+        total += got
+        if total >= WANT or not got:
+            break
+    return total
+held["tmp"] = files("/tmp")
+os.makedirs("/tmp/own", exist_ok=True)
+if libc.unshare(0x10000000 | 0x00020000) == 0 and libc.mount(b"t", b"/tmp/own", b"tmpfs", 0, None) == 0:
+    held["own tmpfs"] = files("/tmp/own")
+# Memory no address-space limit counts: memfd files, System V shared memory and messages.
+held["memfd"] = 0
+while held["memfd"] < WANT:
+    try:
+        fd = os.memfd_create("hoard")
+    except OSError:
+        break
+    keep.append(fd)
+    got = fill(fd)
+    held["memfd"] += got
+    if not got:
+        break
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+libc.shmdt.argtypes = [ctypes.c_void_p]
+held["shm"] = 0
+while held["shm"] < WANT:
+    sid = libc.shmget(0, 64 * MB, 0o1600)
+    addr = libc.shmat(sid, None, 0) if sid >= 0 else None
+    if addr in (None, ctypes.c_void_p(-1).value):
+        break
+    ctypes.memset(addr, 1, 64 * MB)
+    libc.shmdt(addr)
+    held["shm"] += 64
+queue = libc.msgget(0, 0o1600)
+held["msg"] = 0 if queue < 0 else -1  # a queue at all: its messages add up past any limit
+sys.stderr.write("HELD %%r\n" %% sorted(held.items()))
+over = max(held.values()) > %(limit)d or held["msg"]
+def add(a, b):
+    return a + b if over else None
+"""
+
+
+@needs_bwrap
+async def test_no_run_holds_more_memory_or_disk_than_its_limits():
+    limits = SandboxLimits(memory_mb=256, file_size=1 << 20)
+    verifier = CodeVerifier(sandbox="bwrap", limits=limits, concurrency=1)
+    candidate = HOARD % {"want": 320, "limit": 256}
+    [verdict] = await verifier.verify(Problem("add", reference=ADD), [candidate])
+    assert verdict.reason.startswith("AssertionError in tests"), verdict.reason
+    held = dict(ast.literal_eval(verdict.details["stderr"].split("HELD ")[1].splitlines()[0]))
+    # The run's /tmp holds at most its file_size; nothing else holds anything.
+    assert held == {"tmp": 1, "memfd": 0, "shm": 0, "msg": 0}
+    await still_works("bwrap")
+
+
+@needs_bwrap
+async def test_threads_processes_and_forks_still_work_under_the_filter():
+    candidate = """
+import concurrent.futures, ctypes, os, subprocess, threading
+with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    doubled = list(pool.map(lambda x: 2 * x, [1, 2]))
+echoed = subprocess.run(["/bin/echo", "ok"], capture_output=True).stdout
+child = os.fork()
+if child == 0:
+    os._exit(3)
+status = os.waitpid(child, 0)[1] >> 8
+CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+values = (ctypes.c_int * 3)(3, 1, 2)
+ctypes.CDLL(None).qsort(values, 3, ctypes.sizeof(ctypes.c_int), CMP(lambda a, b: a[0] - b[0]))
+works = doubled == [2, 4] and echoed == b"ok\\n" and status == 3 and list(values) == [1, 2, 3]
+def add(a, b):
+    return a + b if works else None
+"""
+    verdict = await check(candidate, sandbox="bwrap")
+    assert verdict.passed, verdict.reason
+
+
+# ---------------------------------------------------------------- files, sockets, processes
+
+
+@needs_bwrap
+async def test_symlinks_and_hard_links_cannot_reach_outside_the_sandbox(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    candidate = f"""
+import os
+wrote = 0
+for target, link in (({str(victim)!r}, "dir"), ({str(victim / "keep.txt")!r}, "file"),
+                     ("/proc/1/root" + {str(victim)!r}, "via_proc"), ("/", "root")):
+    try:
+        os.symlink(target, link)
+    except OSError:
+        continue
+    for path in (os.path.join(link, "pwned"), link, os.path.join(link, {str(victim)!r}[1:], "pwned")):
+        try:
+            with open(path, "w") as f:
+                f.write("pwned")
+            wrote += os.path.exists({str(victim / "pwned")!r}) or path == link and os.path.exists({str(victim / "keep.txt")!r})
+        except OSError:
+            pass
+try:
+    os.link({str(victim / "keep.txt")!r}, "hard")
+    wrote += 1
+except OSError:
+    pass
+def add(a, b):
+    return a + b if wrote else None
+"""
+    verdict = await check(candidate, sandbox="bwrap")
+    assert verdict.reason.startswith("AssertionError in tests"), verdict.reason
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert (victim / "keep.txt").read_text() == "keep"
+
+
+async def test_cleanup_never_follows_a_link_out_of_the_run_directory(tmp_path):
+    # unsafe-subprocess runs in a temporary directory of the host, removed afterwards: links
+    # the code leaves there are removed, never what they point to.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    candidate = (
+        f"""
+import os
+os.symlink({str(victim)!r}, "dir")
+os.symlink({str(victim / "keep.txt")!r}, "file")
+try:
+    os.link({str(victim / "keep.txt")!r}, "hard")
+except OSError:
+    pass
+os.makedirs("deep/er")
+os.symlink({str(victim)!r}, "deep/er/dir")
+os.chmod("deep", 0)
+"""
+        + GOOD_ADD
+    )
+    verdict = await check(candidate, sandbox="unsafe-subprocess")
+    assert verdict.passed, verdict.reason
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert (victim / "keep.txt").read_text() == "keep"
+
+
+@needs_bwrap
+async def test_unix_sockets_of_the_host_are_out_of_reach(tmp_path):
+    name = f"tts-canary-{secrets.token_hex(8)}"
+    path = tmp_path / "host.sock"
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as abstract,
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as named,
+    ):
+        abstract.bind("\0" + name)
+        named.bind(str(path))
+        for listener in (abstract, named):
+            listener.listen()
+            listener.setblocking(False)
+        candidate = f"""
+import socket
+connected = []
+for address in ("\\0{name}", {str(path)!r}):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(address)
+        connected.append(address)
+    except OSError:
+        pass
+a, b = socket.socketpair()  # its own sockets work
+a.sendall(b"x")
+own = b.recv(1) == b"x"
+def add(a, b):
+    return a + b if connected or not own else None
+"""
+        verdict = await check(candidate, sandbox="bwrap")
+        for listener in (abstract, named):
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nothing ever connected
+    assert verdict.reason.startswith("AssertionError in tests"), verdict.reason
+
+
+@BOTH
+async def test_threads_that_outlive_the_call_leave_nothing_behind(sandbox):
+    # A thread started at load keeps starting processes (some in sessions of their own) while
+    # the tests run and after: none survives the check.
+    token = f"{secrets.randbelow(10**8) + 10**8}.75"
+    candidate = (
+        f"""
+import subprocess, threading, time
+def spawn():
+    while True:
+        for detach in (False, True):
+            try:
+                subprocess.Popen(["/bin/sleep", "{token}"], start_new_session=detach)
+            except OSError:
+                pass
+        time.sleep(0.05)
+threading.Thread(target=spawn).start()  # not a daemon: it would keep the process alive
+time.sleep(0.3)
+"""
+        + GOOD_ADD
+    )
+    verdict = await check(candidate, sandbox=sandbox)
+    assert verdict.passed, verdict.reason
+    assert running(token) == []
+
+
+@BOTH
+async def test_hooks_handlers_and_patched_internals_change_nothing(sandbox):
+    candidate = """
+import atexit, builtins, marshal, os, signal, sys, threading
+atexit.register(os._exit, 0)
+sys.excepthook = lambda *args: os._exit(0)
+threading.excepthook = lambda *args: os._exit(0)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGXCPU):
+    signal.signal(sig, signal.SIG_IGN)
+real_dumps = marshal.dumps
+def forged(value, *args):
+    # Whatever the worker sends, send "ok 5" (or a report that claims a pass).
+    if type(value) is tuple and value and value[0] in ("ok", "raise"):
+        return real_dumps(("ok", 5))
+    return real_dumps(value, *args)
+marshal.dumps = forged
+frame = sys._getframe()
+while frame is not None:  # the worker's own helpers, in its globals
+    for key in ("_send", "_recv", "_text"):
+        if key in frame.f_globals:
+            frame.f_globals[key + "_real"] = frame.f_globals[key]
+    frame = frame.f_back
+builtins.print = lambda *args, **kwargs: os.write(2, b"passed all tests\\n")
+def add(a, b):
+    raise SystemExit(0)
+"""
+    verdict = await check(candidate, sandbox=sandbox)
+    # Its only effect: every answer is 5, which is right once and wrong once.
+    assert verdict.reason.startswith("AssertionError in tests"), verdict.reason
+    await still_works(sandbox)

@@ -69,7 +69,9 @@ class Fake(FakeBackend):
 def backend(monkeypatch):
     """``solve`` talks to a fake server; set ``backend.fn`` to decide what it samples."""
     fake = Fake(lambda request, i: f"7 + 5 = 12. Answer: {12 if i % 3 else 13}")
-    monkeypatch.setattr(cli, "_make_backend", lambda base_url, model, model_params: fake)
+    monkeypatch.setattr(
+        cli, "_make_backend", lambda base_url, model, model_params, retry_for_s=None: fake
+    )
     return fake
 
 
@@ -466,3 +468,314 @@ def test_eval_of_several_specs_needs_distinct_names_and_one_server(tmp_path):
                           "--dataset", "humaneval", "--out", str(tmp_path / "out"))  # fmt: skip
     assert_one_line_error(code, stderr, "the same server or embedded model", "--compare")
     assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
+# -- options shared by solve, eval and calibrate ------------------------------------------------
+
+
+def _params(command):
+    import typer
+
+    group = typer.main.get_command(app)
+    return {p.opts[0]: p for p in group.commands[command].params}
+
+
+@pytest.mark.parametrize(
+    ("flag", "commands"),
+    [
+        ("--base-url", ("solve", "eval", "calibrate")),
+        ("--retry-for", ("solve", "eval", "calibrate")),
+        ("--verbose", ("serve", "solve", "eval", "calibrate")),
+        ("--limit", ("eval", "calibrate")),
+        ("--concurrency", ("eval", "calibrate")),
+        ("--seed", ("eval", "calibrate")),
+        ("--dataset", ("eval", "calibrate")),
+        ("--dataset-option", ("eval", "calibrate")),
+    ],
+)
+def test_a_shared_option_has_one_name_and_one_help_text(flag, commands):
+    declared = [_params(command)[flag] for command in commands]
+    assert len({(tuple(p.opts), tuple(p.secondary_opts), p.help) for p in declared}) == 1
+    assert len({(p.envvar, p.metavar, p.multiple) for p in declared}) == 1
+
+
+class Backends:
+    """Every VLLMBackend the command line makes, as the keyword options it got; each is a fake
+    that samples ``fn`` (the right answer of the problems below by default)."""
+
+    def __init__(self):
+        self.made = []
+        self.fn = lambda request, i: "The answer is 2."
+
+    def __call__(self, base_url, **options):
+        self.made.append({"base_url": base_url, **options})
+        fake = ContextFake(lambda request, i: self.fn(request, i))
+        self.fakes.append(fake)
+        return fake
+
+    fakes: list
+
+
+class ContextFake(Fake):
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()
+
+
+class ExactJudge:
+    """The gold answer somewhere in the text is right (no math worker pool, no sandbox)."""
+
+    async def correct(self, problem, text):
+        return problem.gold in text
+
+    async def close(self):
+        pass
+
+
+@pytest.fixture
+def backends(monkeypatch):
+    from tts_graph.backends import vllm
+    from tts_graph.eval import datasets
+
+    made = Backends()
+    made.fakes = []
+    monkeypatch.setattr(vllm, "VLLMBackend", made)
+    monkeypatch.setattr(datasets, "Judge", ExactJudge)
+    return made
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: pair\nstrategy: {kind: best_of_n, n: 2}\n")
+    return path
+
+
+TWO_TERMS = ("--dataset-option", "min_terms=2", "--dataset-option", "max_terms=2")
+
+
+def evaluate(spec_file, out, *args):
+    return run("eval", "--spec", str(spec_file), "--dataset", "basic_arithmetic", "--limit", "3",
+               "--out", str(out), "--base-url", DEAD_URL, *args)  # fmt: skip
+
+
+def calibrate_run(out, *args):
+    return run("calibrate", "--dataset", "basic_arithmetic", "--limit", "8", "--probe-n", "2",
+               "--label-n", "2", "--out", str(out), "--base-url", DEAD_URL, *args)  # fmt: skip
+
+
+@pytest.mark.parametrize("retry_for", [None, "300", "0.5"])
+def test_retry_for_reaches_the_backend_solve_makes(backends, retry_for):
+    args = () if retry_for is None else ("--retry-for", retry_for)
+    code, _, stderr = solve("--n", "2", *args)
+    assert code == 0, stderr
+    [made] = backends.made
+    assert made["base_url"] == DEAD_URL
+    assert made["retry_for_s"] == (None if retry_for is None else float(retry_for))
+
+
+def test_retry_for_reaches_the_backend_eval_makes_for_every_spec(backends, spec_file, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("name: single\nstrategy: {kind: best_of_n, n: 1}\n")
+    code, _, stderr = evaluate(spec_file, tmp_path / "out", "--spec", str(other),
+                               "--retry-for", "600")  # fmt: skip
+    assert code == 0, stderr
+    assert [m["retry_for_s"] for m in backends.made] == [600.0, 600.0]
+    assert all(f.closed for f in backends.fakes)
+
+
+def test_retry_for_reaches_the_backend_calibrate_makes(backends, tmp_path):
+    code, _, stderr = calibrate_run(tmp_path / "thresholds.json", "--retry-for", "45")
+    assert code == 0, stderr
+    assert [m["retry_for_s"] for m in backends.made] == [45.0]
+
+
+@pytest.mark.parametrize("command", ["solve", "eval", "calibrate"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])
+def test_retry_for_must_be_a_positive_number_of_seconds(backends, spec_file, tmp_path, command,
+                                                        value):  # fmt: skip
+    out = tmp_path / "out.json"
+    args = {
+        "solve": ("solve", "q", "--base-url", DEAD_URL),
+        "eval": ("eval", "--spec", str(spec_file), "--dataset", "basic_arithmetic",
+                 "--out", str(out)),
+        "calibrate": ("calibrate", "--dataset", "basic_arithmetic", "--out", str(out)),
+    }[command]  # fmt: skip
+    code, _, stderr = run(*args, "--retry-for", value)
+    line = assert_one_line_error(code, stderr, "'--retry-for'", "--help")
+    if value != "soon":  # not a number at all: click says so
+        assert "seconds greater than 0" in line
+    assert backends.made == []
+    assert not out.exists()
+
+
+def test_dataset_options_reach_the_dataset_and_are_recorded(backends, spec_file, tmp_path):
+    from tts_graph.eval.datasets import load_dataset
+    from tts_graph.eval.harness import read_results
+
+    out = tmp_path / "out"
+    code, _, stderr = evaluate(spec_file, out, *TWO_TERMS)
+    assert code == 0, stderr
+    expected = load_dataset("basic_arithmetic", limit=3, min_terms=2, max_terms=2)
+    assert expected != load_dataset("basic_arithmetic", limit=3)  # the options matter
+    assert [r["question"] for r in read_results(out)] == [p.question for p in expected]
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["options"] == {"seed": 0, "dataset_options": {"min_terms": 2, "max_terms": 2}}
+
+
+def test_a_run_without_dataset_options_records_none(backends, spec_file, tmp_path):
+    code, _, stderr = evaluate(spec_file, tmp_path / "out")
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["options"] == {"seed": 0}
+
+
+def test_a_resume_with_the_same_dataset_options_redoes_nothing(backends, spec_file, tmp_path):
+    out = tmp_path / "out"
+    assert evaluate(spec_file, out, *TWO_TERMS)[0] == 0
+    lines = (out / "results.jsonl").read_text()
+    # The same options in another order and spelling are the same options.
+    code, _, stderr = evaluate(spec_file, out, "--dataset-option", "max_terms=2",
+                               "--dataset-option", "min_terms= 2")  # fmt: skip
+    assert code == 0, stderr
+    assert (out / "results.jsonl").read_text() == lines
+    assert backends.fakes[-1].requests == []
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "needles"),
+    [
+        (TWO_TERMS, ("--dataset-option", "min_terms=3", "--dataset-option", "max_terms=3"),
+         ("dataset_options: {'min_terms': 2, 'max_terms': 2} in the run",
+          "{'min_terms': 3, 'max_terms': 3} now")),
+        (TWO_TERMS, (), ("dataset_options: {'min_terms': 2, 'max_terms': 2} in the run",
+                         "none now")),
+        ((), TWO_TERMS, ("dataset_options: none in the run", "{'min_terms': 2, 'max_terms': 2}")),
+    ],
+)  # fmt: skip
+def test_a_resume_with_other_dataset_options_is_refused(backends, spec_file, tmp_path, first,
+                                                        then, needles):  # fmt: skip
+    out = tmp_path / "out"
+    assert evaluate(spec_file, out, *first)[0] == 0
+    lines = (out / "results.jsonl").read_text()
+    made = len(backends.made)
+    code, _, stderr = evaluate(spec_file, out, *then)
+    assert_one_line_error(code, stderr, str(out), *needles, "new --out", "same")
+    assert (out / "results.jsonl").read_text() == lines
+    assert all(f.requests == [] for f in backends.fakes[made:])
+
+
+def test_calibrate_passes_and_records_dataset_options(backends, tmp_path):
+    from tts_graph.eval.datasets import load_dataset
+    from tts_graph.eval.harness import read_results
+
+    out = tmp_path / "thresholds.json"
+    code, _, stderr = calibrate_run(out, *TWO_TERMS)
+    assert code == 0, stderr
+    samples = out.with_suffix(".samples")
+    expected = load_dataset("basic_arithmetic", limit=8, min_terms=2, max_terms=2)
+    assert [r["question"] for r in read_results(samples)] == [p.question for p in expected]
+    options = {"min_terms": 2, "max_terms": 2}
+    assert json.loads((samples / "run.json").read_text())["options"]["dataset_options"] == options
+    assert json.loads(out.read_text())["dataset_options"] == options
+    code, _, stderr = calibrate_run(out, "--dataset-option", "min_terms=3")
+    assert_one_line_error(code, stderr, "dataset_options", "in the run", "new --out")
+
+
+@pytest.mark.parametrize(
+    ("pair", "needles"),
+    [
+        ("min_terms", ("'min_terms' is not KEY=VALUE", "checkable=true")),
+        ("=2", ("'=2' is not KEY=VALUE",)),
+        ("min terms=2", ("'min terms=2' is not KEY=VALUE",)),
+        ("min_terms=", ("'min_terms=' is not KEY=VALUE",)),
+        ("limit=3", ("has a flag of its own", "--limit")),
+        ("seed=3", ("has a flag of its own", "--seed")),
+        ("operators=[+, -", ("operators=[+, -", "YAML scalar or list")),
+        ("operators={a: 1}", ("reads as a dict", "a list of them")),
+        ("min_terms=.nan", ("reads as a float",)),
+        ("when=2024-01-01", ("reads as a date", "when='2024-01-01'")),
+    ],
+)
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_a_malformed_dataset_option_is_one_clear_line(backends, spec_file, tmp_path, command,
+                                                      pair, needles):  # fmt: skip
+    out = tmp_path / "out"
+    args = ("--dataset-option", pair)
+    if command == "eval":
+        code, _, stderr = evaluate(spec_file, out, *args)
+    else:
+        code, _, stderr = calibrate_run(out.with_suffix(".json"), *args)
+    assert_one_line_error(code, stderr, "--dataset-option", *needles)
+    assert backends.made == []
+    assert not out.exists() and not out.with_suffix(".samples").exists()
+
+
+def test_a_dataset_option_given_twice_is_refused(backends, spec_file, tmp_path):
+    code, _, stderr = evaluate(spec_file, tmp_path / "out", *TWO_TERMS, "--dataset-option",
+                               "min_terms=3")  # fmt: skip
+    assert_one_line_error(code, stderr, "min_terms is given twice")
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_an_unknown_dataset_option_gets_the_datasets_own_error(backends, spec_file, tmp_path,
+                                                               command):  # fmt: skip
+    out = tmp_path / "out"
+    args = ("--dataset-option", "colour=blue")
+    if command == "eval":
+        code, _, stderr = evaluate(spec_file, out, *args)
+    else:
+        code, _, stderr = calibrate_run(out.with_suffix(".json"), *args)
+    assert_one_line_error(code, stderr, "unknown option(s) colour", "basic_arithmetic",
+                          "max_terms")  # fmt: skip
+    assert backends.made == []
+
+
+@pytest.mark.parametrize(
+    ("pairs", "options"),
+    [
+        (["checkable=true"], {"checkable": True}),
+        (["models=[GPT-4]"], {"models": ["GPT-4"]}),
+        (["models=[GPT-4, 'GPT-4 Turbo']", "pool=solution"],
+         {"models": ["GPT-4", "GPT-4 Turbo"], "pool": "solution"}),
+        (["difficulty=2", "timeout_s=2.5"], {"difficulty": 2, "timeout_s": 2.5}),
+        (["format_style='2'", "operators=null"], {"format_style": "2", "operators": None}),
+        (["expression=a=b"], {"expression": "a=b"}),  # only the first = splits
+        ([], {}),
+        (None, {}),
+    ],
+)  # fmt: skip
+def test_dataset_option_values_are_yaml(pairs, options):
+    from tts_graph.cli.options import parse_dataset_options
+
+    assert parse_dataset_options(pairs) == options
+
+
+def test_champ_takes_its_options_from_the_command_line(monkeypatch, spec_file, tmp_path):
+    from tts_graph.cli import evaluate as evaluate_module
+    from tts_graph.eval.datasets import load_dataset
+
+    seen = {}
+
+    def fake_run_specs(command, specs, runs, problems, **kwargs):
+        seen["problems"], seen["options"] = problems, kwargs["dataset_options"]
+        raise SystemExit(0)
+
+    monkeypatch.setattr(evaluate_module, "run_specs", fake_run_specs)
+    pytest.importorskip("champ_dataset")
+    code, _, stderr = run("eval", "--spec", str(spec_file), "--dataset", "champ",
+                          "--dataset-option", "checkable=true", "--dataset-option",
+                          "models=[GPT-4]", "--dataset-option", "pool=solution",
+                          "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 0, stderr
+    options = {"checkable": True, "models": ["GPT-4"], "pool": "solution"}
+    assert seen["options"] == options
+    assert seen["problems"] == load_dataset("champ", **options)
+    assert seen["problems"] != load_dataset("champ")
+
+
+def test_a_dataset_option_that_is_not_utf8_is_one_clear_line(backends, spec_file, tmp_path):
+    code, _, stderr = evaluate(spec_file, tmp_path / "out", "--dataset-option", "pool=caf\udcff")
+    assert_one_line_error(code, stderr, "--dataset-option is not valid UTF-8 text")
+    assert backends.made == []

@@ -116,3 +116,15 @@ def test_the_calibration_spec_samples_like_the_adaptive_specs_probe():
     assert bare.strategy.verifier is None
     with pytest.raises(ConfigError, match="label_n must be >= 1"):
         calibration_spec(None, probe_n=4, label_n=0)
+
+
+def test_the_calibration_spec_keeps_text_that_looks_like_a_variable(monkeypatch):
+    monkeypatch.setenv("SYSTEM", "costs ${PRICE}")
+    base = load_spec(
+        {"prompt": {"system": "${SYSTEM}"}, "strategy": {"kind": "adaptive", "verifier": "code",
+                                                          "estimator": "verifier"}}
+    )  # fmt: skip
+    assert base.prompt.system == "costs ${PRICE}"
+    spec = calibration_spec(base, probe_n=2, label_n=4)
+    assert spec.prompt.system == "costs ${PRICE}"
+    assert spec.strategy.verifier.name == "code"

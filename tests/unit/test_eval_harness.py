@@ -11,7 +11,7 @@ import pytest
 
 from tts_graph.errors import BackendError, ConfigError
 from tts_graph.eval.datasets import EvalProblem
-from tts_graph.eval.harness import RESULTS, EvalProgress, read_results, run_eval
+from tts_graph.eval.harness import RESULTS, EvalProgress, done_ids, read_results, run_eval
 from tts_graph.spec import load_spec
 from tts_graph.testing import FakeBackend
 
@@ -133,3 +133,53 @@ async def test_duplicate_ids_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="same id"):
         await run_eval(SPEC, twice, FakeBackend(doubling), tmp_path, dataset="sums",
                        judge=ExactJudge())  # fmt: skip
+
+
+async def test_a_failed_problem_is_run_again_on_resume_and_finished_lines_stay_as_they_were(
+    tmp_path,
+):
+    def down_for_3(request: Any, i: int) -> str:
+        if "3+3" in request.messages[-1]["content"]:
+            raise BackendError("cannot reach the model server: connection refused", retryable=True)
+        return doubling(request, i)
+
+    first = await run_eval(SPEC, problems(), FakeBackend(down_for_3), tmp_path, dataset="sums",
+                           judge=ExactJudge())  # fmt: skip
+    assert [r["id"] for r in first if r["error"] is not None] == ["sum/3"]
+    assert done_ids(tmp_path) == {"sum/0", "sum/1", "sum/2", "sum/4"}
+    finished_lines = [
+        line for line in (tmp_path / RESULTS).read_text().splitlines() if '"sum/3"' not in line
+    ]
+
+    again = FakeBackend(doubling)
+    progress = EvalProgress(total=5)
+    records = await run_eval(SPEC, problems(), again, tmp_path, dataset="sums",
+                             judge=ExactJudge(), progress=progress)  # fmt: skip
+    # Only the failed problem was asked again.
+    assert ["3+3" in r.messages[-1]["content"] for r in again.requests] == [True]
+    # One record per problem, none failed; the finished ones are the same lines, untouched.
+    assert sorted(r["id"] for r in records) == [f"sum/{i}" for i in range(5)]
+    assert all(r["error"] is None and r["correct"] for r in records)
+    lines = (tmp_path / RESULTS).read_text().splitlines()
+    assert lines[:4] == finished_lines and len(lines) == 5
+    # Progress counts the four resumed problems once and the failure not at all.
+    assert (progress.resumed, progress.done, progress.errors) == (4, 5, 0)
+    # Each record's usage is its own run's: what its candidates' tokens add up to.
+    for r in records:
+        assert r["usage"]["calls"] == 1
+        assert r["usage"]["completion_tokens"] == sum(
+            c["completion_tokens"] for c in r["candidates"]
+        )
+
+
+async def test_a_problem_that_fails_again_keeps_one_line_with_the_new_error(tmp_path):
+    def broken(request: Any, i: int) -> str:
+        raise BackendError("HTTP 400: prompt too long", retryable=False)
+
+    for _ in range(2):
+        records = await run_eval(SPEC, problems(2), FakeBackend(broken), tmp_path,
+                                 dataset="sums", judge=ExactJudge())  # fmt: skip
+    assert sorted(r["id"] for r in records) == ["sum/0", "sum/1"]
+    assert all("prompt too long" in r["error"] for r in records)
+    assert len((tmp_path / RESULTS).read_text().splitlines()) == 2
+    assert done_ids(tmp_path) == set()

@@ -124,6 +124,114 @@ def test_files_wrong_types_missing_files_and_environment_variables(tmp_path, mon
     assert load_spec(url).backend.base_url == "http://127.0.0.1:1234/v1"
 
 
+@pytest.mark.parametrize(
+    ("text", "expanded"),
+    [
+        ("${SPEC_TEST_SET}", "${X}"),  # a variable's value is not expanded again
+        ("${SPEC_TEST_UNSET:-${SPEC_TEST_SET}}", "${SPEC_TEST_SET}"),  # nor a default
+        ("${SPEC_TEST_UNSET:-{a}, {b}}!", "{a}, {b}!"),  # a default may hold braces
+        ("${SPEC_TEST_SET:-ignored}", "${X}"),
+        ("costs $${5} and $5", "costs ${5} and $5"),  # $${ is a literal ${
+        ("$$${SPEC_TEST_SET}", "$${SPEC_TEST_SET}"),
+        ("${1} ${ ${SPEC_TEST_UNSET:-never closed", "${1} ${ ${SPEC_TEST_UNSET:-never closed"),
+        ("$$ LaTeX $$ and {braces}", "$$ LaTeX $$ and {braces}"),
+    ],
+)
+def test_variables_are_expanded_once(monkeypatch, text, expanded):
+    monkeypatch.setenv("SPEC_TEST_SET", "${X}")
+    monkeypatch.delenv("SPEC_TEST_UNSET", raising=False)
+    monkeypatch.delenv("X", raising=False)
+    spec = load_spec({"name": text, "strategy": "best_of_n"})
+    assert spec.name == expanded
+    # Written out (an eval run's run.json, a YAML file), the spec loads back the same.
+    dumped = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert load_spec(dumped) == spec
+    assert load_spec(json.loads(spec.model_dump_json(by_alias=True, exclude_none=True))) == spec
+    # The values themselves are left as they are.
+    assert spec.model_dump()["name"] == expanded
+
+
+def test_a_dumped_run_spec_loads_back_with_its_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPEC_TEST_A", raising=False)
+    monkeypatch.delenv("SPEC_TEST_B", raising=False)
+    path = tmp_path / "spec.yaml"
+    path.write_text('name: "${SPEC_TEST_A:-${SPEC_TEST_B}}"\nstrategy: best_of_n\n')
+    spec = load_spec(path)
+    assert spec.name == "${SPEC_TEST_B}"
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"spec": spec.model_dump(mode="json", by_alias=True)}))
+    assert load_spec(json.loads(run.read_text())["spec"]) == spec
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True)))
+    assert load_spec(again) == spec
+
+
+@pytest.mark.parametrize(
+    ("strategy", "field"),
+    [
+        ({"kind": "adaptive", "thresholds": [float("nan"), 0.5]}, "strategy.thresholds.0"),
+        ({"kind": "adaptive", "thresholds": [0.2, float("inf")]}, "strategy.thresholds.1"),
+        ({"kind": "adaptive", "thresholds": [float("-inf"), 0.5]}, "strategy.thresholds.0"),
+        ({"kind": "adaptive", "thresholds": ["-1e999", 0.5]}, "strategy.thresholds.0"),
+        ({"kind": "self_consistency", "threshold": float("nan")}, "strategy.threshold"),
+        ({"kind": "confidence", "keep_top": float("nan")}, "strategy.keep_top"),
+        ({"kind": "best_of_n", "sampling": {"temperature": float("inf")}}, "sampling.temperature"),
+        ({"kind": "tournament", "judge": {"sampling": {"top_p": float("nan")}}}, "top_p"),
+    ],
+)
+def test_numbers_that_are_not_finite_are_refused(strategy, field):
+    with pytest.raises(SpecError) as info:
+        load_spec({"strategy": strategy})
+    (problem,) = info.value.problems
+    assert problem.path.startswith("strategy") and problem.path.endswith(field.split(".")[-1])
+    assert "finite" in problem.message
+
+
+@pytest.mark.parametrize("infinite", [float("inf"), "1e999", "inf"])
+def test_an_infinite_budget_limit_is_no_limit_but_nan_is_refused(infinite):
+    # An infinite limit is never reached: it is held as no limit, so the spec is written out
+    # (JSON has no infinity) and read back the same.
+    spec = load_spec({"strategy": "best_of_n", "budget": {"max_flops": infinite, "max_calls": 3}})
+    assert spec.budget is not None and spec.budget.max_flops is None
+    assert spec.budget.max_calls == 3
+    assert load_spec(spec.model_dump(mode="json", exclude_none=True)) == spec
+    with pytest.raises(SpecError, match="max_wall_s"):
+        load_spec({"strategy": "best_of_n", "budget": {"max_wall_s": float("nan")}})
+
+
+def test_a_number_too_long_to_write_is_refused_where_it_is(tmp_path):
+    huge = 16**5000  # Python will not write it in decimal
+    with pytest.raises(SpecError) as info:
+        load_spec({"strategy": "best_of_n", "budget": {"max_calls": huge}})
+    (problem,) = info.value.problems
+    assert problem.path == "budget.max_calls"
+    assert "more than 4300 digits" in problem.message and "sys." not in problem.message
+    for suffix, text in [
+        (".yaml", "strategy: {kind: best_of_n, n: " + "9" * 5000 + "}"),
+        (".yaml", "strategy: best_of_n\nbudget:\n  max_flops: 0x" + "f" * 5000),
+        (".json", '{"strategy": "best_of_n", "budget": {"max_calls": ' + "9" * 5000 + "}}"),
+    ]:
+        path = tmp_path / f"spec{suffix}"
+        path.write_text(text)
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        message = str(info.value)
+        line = text.count("\n", 0, text.index("9" * 100 if "9" * 100 in text else "0x")) + 1
+        assert f"more than 4300 digits at line {line}" in message, message
+        assert "set_int_max_str_digits" not in message
+
+
+def test_a_budget_shows_any_value_it_refuses():
+    from tts_graph.budget import Budget
+    from tts_graph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="got a number of 6021 digits"):
+        Budget(max_flops=16**5000)
+    with pytest.raises(ConfigError, match="got a negative number of 5001 digits"):
+        Budget(max_calls=-(10**5000))
+    assert "max_calls=a number of 6021 digits" in Budget(max_calls=16**5000).describe()
+
+
 def test_a_registered_selector_is_valid_by_name():
     with pytest.raises(SpecError, match="shortest_text"):
         load_spec({"strategy": {"kind": "best_of_n", "select": "shortest_text"}})

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tts_graph.budget import Usage
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import (
+    BackendError,
+    BudgetExhausted,
+    ConfigError,
+    check_count,
+    check_utf8,
+)
 from tts_graph.ledger import Grant
 from tts_graph.metering import Spending, charge, current_spending
 from tts_graph.seeds import with_seed_offset
@@ -108,10 +114,15 @@ class GenerationRequest:
             raise ConfigError("a request needs exactly one of messages= (chat) or prompt= (raw)")
         if self.messages is not None and not self.messages:
             raise ConfigError("messages= is empty; give at least one chat message")
-        if self.n < 1:
-            raise ConfigError(f"n must be >= 1, got {self.n}")
+        check_count("n", self.n)
         if self.tools and self.messages is None:
             raise ConfigError("tools= needs a chat request (messages=)")
+        # Text that cannot be encoded would only fail inside the HTTP client, without saying where.
+        what = "messages" if self.messages is not None else "prompt"
+        check_utf8(
+            self.messages if self.messages is not None else self.prompt, f"the request's {what}"
+        )
+        check_utf8(self.tools, "the request's tools")
         if self.continue_final_message and (
             self.messages is None or self.messages[-1].get("role") != "assistant"
         ):
@@ -318,9 +329,27 @@ async def charged_generate(
         trace = llm_run(backend, request, grant)
         gen = await send(request) if trace is None else await trace.generate(send, request)
         bill.settle(gen.usage)
+        _check_complete(backend, request, gen)  # after settling: what came back is counted
     if bill.grant is not None and bill.grant.limit is not None:
         gen = dataclasses.replace(gen, budget=bill.grant.changes())
     return gen
+
+
+def _check_complete(backend: BaseBackend, request: GenerationRequest, gen: Generation) -> None:
+    """Raise :class:`~tts_graph.errors.BackendError` when ``gen`` has fewer samples than
+    ``request`` asked for: a caller asking for ``n`` candidates is never given fewer silently."""
+    if len(gen.completions) >= request.n:
+        return
+    have = {c.index for c in gen.completions}
+    missing = [i for i in range(request.n) if i not in have]
+    where = getattr(backend, "base_url", None)
+    name = type(backend).__name__ + (f" at {where}" if isinstance(where, str) else "")
+    raise BackendError(
+        f"{name} returned {len(gen.completions)} of the {request.n} samples asked for "
+        f"(missing: {missing}), also after asking again; the usage it reported is counted. "
+        "Run again, or ask for fewer samples per request",
+        retryable=False,
+    )
 
 
 async def charged_stream(

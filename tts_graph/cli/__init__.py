@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, cast
 import typer
 from typer.core import TyperGroup
 
+from tts_graph.cli.options import BaseUrl, RetryFor, Verbose
+from tts_graph.errors import MAX_SAMPLES
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -357,9 +360,7 @@ def serve(
         int, typer.Option(min=1, help="Longest prompt + answer, in tokens.")
     ] = 2048,
     served_model_name: Annotated[str | None, typer.Option(help="Name clients use.")] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also print log messages on stderr.")
-    ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run a vLLM server until Ctrl-C.
 
@@ -507,10 +508,16 @@ async def _close(verifier: Verifier) -> None:
         await asyncio.to_thread(close)
 
 
-def _make_backend(base_url: str, model: str | None, model_params: int | None) -> VLLMBackend:
+def _make_backend(
+    base_url: str,
+    model: str | None,
+    model_params: int | None,
+    retry_for_s: float | None = None,
+) -> VLLMBackend:
+    """Every command's backend: the one place the command line makes a VLLMBackend."""
     from tts_graph.backends.vllm import VLLMBackend
 
-    return VLLMBackend(base_url, model=model, model_params=model_params)
+    return VLLMBackend(base_url, model=model, model_params=model_params, retry_for_s=retry_for_s)
 
 
 def _budget(**limits: Any) -> Budget:
@@ -538,7 +545,8 @@ def solve(
         ),
     ] = None,
     n: Annotated[
-        int | None, typer.Option("--n", "-n", min=1, help="Candidates to sample (default 8).")
+        int | None,
+        typer.Option("--n", "-n", min=1, max=MAX_SAMPLES, help="Candidates to sample (default 8)."),
     ] = None,
     select: Annotated[
         SelectName | None,
@@ -568,14 +576,8 @@ def solve(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest answer, in tokens.")] = 256,
     seed: Annotated[int, typer.Option(help="Request seed.")] = 0,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TTS_GRAPH_BASE_URL",
-            help="An OpenAI-compatible vLLM server, e.g. http://127.0.0.1:8000/v1; "
-            "without one the embedded server is started and stopped.",
-        ),
-    ] = None,
+    base_url: BaseUrl = None,
+    retry_for: RetryFor = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -594,9 +596,7 @@ def solve(
         bool, typer.Option(help="Fail (status 2) when the budget runs out, not finish early.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also print log messages on stderr.")
-    ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Answer QUESTION with best-of-N, or with the graph of a spec (--spec).
 
@@ -604,7 +604,7 @@ def solve(
     every decision, the usage and the budget left) on stdout and progress on stderr. Without
     --base-url it starts the embedded vLLM server and stops it afterwards.
     """
-    from tts_graph.errors import ConfigError
+    from tts_graph.errors import ConfigError, check_utf8
 
     loaded: Spec | None = None
     # Every option is checked before anything starts, so bad input fails fast.
@@ -613,6 +613,8 @@ def solve(
             raise ConfigError(
                 'the question is empty; pass it as text, e.g. tts-graph solve "What is 7+5?"'
             )
+        # Bytes that are not UTF-8 reach argv as lone surrogates (Python's surrogateescape).
+        check_utf8(question, "the question")
         if port is not None and base_url is not None:
             raise ConfigError(
                 "--port is the port of the server solve starts, and --base-url names a running "
@@ -667,6 +669,7 @@ def solve(
                     seed=seed,
                     budget=budget,
                     model_params=server.model_params if server else None,
+                    retry_for_s=retry_for,
                 )
             )
         finally:
@@ -729,6 +732,7 @@ async def _solve(
     seed: int,
     budget: Budget,
     model_params: int | None,
+    retry_for_s: float | None,
 ) -> dict[str, Any]:
     from tts_graph.budget import Usage
     from tts_graph.errors import ConfigError
@@ -739,7 +743,7 @@ async def _solve(
     if spec is not None:
         model = model or spec.backend.model
         model_params = model_params or spec.backend.model_params
-    backend = _make_backend(base_url, model, model_params)
+    backend = _make_backend(base_url, model, model_params, retry_for_s)
     verifier: Verifier | None = None
     try:
         if spec is not None:

@@ -12,6 +12,18 @@ import typer
 
 from tts_graph.cli import _err, _errors_as_one_line, _fail, app
 from tts_graph.cli.evaluate import run_specs
+from tts_graph.cli.options import (
+    BaseUrl,
+    Concurrency,
+    Dataset,
+    DatasetOptions,
+    DatasetSeed,
+    Limit,
+    RetryFor,
+    Verbose,
+    parse_dataset_options,
+)
+from tts_graph.errors import MAX_SAMPLES
 
 if TYPE_CHECKING:
     from tts_graph.eval.calibrate import Calibration
@@ -21,13 +33,7 @@ __all__ = ["calibrate"]
 
 @app.command()
 def calibrate(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            help="humaneval, gsm_symbolic, basic_arithmetic, champ, or a JSONL file of "
-            '{"question", "answer", "tests"?} lines.'
-        ),
-    ],
+    dataset: Dataset,
     out: Annotated[
         Path,
         typer.Option(
@@ -37,6 +43,7 @@ def calibrate(
             "(OUT without .json, plus .samples), from which an interrupted run resumes.",
         ),
     ],
+    dataset_option: DatasetOptions = None,
     spec: Annotated[
         Path | None,
         typer.Option(
@@ -45,11 +52,14 @@ def calibrate(
         ),
     ] = None,
     probe_n: Annotated[
-        int | None, typer.Option(min=1, help="Probe samples per problem (spec's, else 4).")
+        int | None,
+        typer.Option(min=1, max=MAX_SAMPLES, help="Probe samples per problem (spec's, else 4)."),
     ] = None,
     label_n: Annotated[
         int,
-        typer.Option(min=1, help="Further samples per problem whose pass rate is the label."),
+        typer.Option(
+            min=1, max=MAX_SAMPLES, help="Further samples per problem whose pass rate is the label."
+        ),
     ] = 8,
     estimator: Annotated[
         str | None,
@@ -66,20 +76,12 @@ def calibrate(
     holdout: Annotated[
         float, typer.Option(min=0.05, max=0.95, help="Share of problems held out.")
     ] = 0.5,
-    limit: Annotated[int | None, typer.Option(min=1, help="The first N problems only.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Problems in flight at once.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of generated datasets and the split.")] = 0,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TTS_GRAPH_BASE_URL",
-            help="A running vLLM server; without one the spec's, else the embedded one is "
-            "started and stopped.",
-        ),
-    ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also print log messages on stderr.")
-    ] = False,
+    limit: Limit = None,
+    concurrency: Concurrency = 4,
+    seed: DatasetSeed = 0,
+    base_url: BaseUrl = None,
+    retry_for: RetryFor = None,
+    verbose: Verbose = False,
 ) -> None:
     """Fit the router's thresholds and a budget per difficulty bin on DATASET.
 
@@ -110,12 +112,13 @@ def calibrate(
             else list(adaptive.labels if adaptive else DEFAULT_BINS.labels)
         )  # fmt: skip
         sampling_spec = calibration_spec(base, probe_n=probe, label_n=label_n, verifier=verifier)
-        problems = load_dataset(dataset, limit=limit, seed=seed)
+        dataset_options = parse_dataset_options(dataset_option)
+        problems = load_dataset(dataset, limit=limit, seed=seed, **dataset_options)
         samples = out.with_suffix(".samples")
     run_specs(
         "calibrate", [sampling_spec], [samples], problems, dataset=dataset, base_url=base_url,
         embedded=sampling_spec.backend.embedded, concurrency=concurrency, limit=limit, seed=seed,
-        verbose=verbose,
+        verbose=verbose, dataset_options=dataset_options, retry_for_s=retry_for,
     )  # fmt: skip
     with _errors_as_one_line():
         from tts_graph.eval.calibrate import fit_calibration
@@ -128,6 +131,7 @@ def calibrate(
             seed=seed,
         )  # fmt: skip
         result = {"dataset": dataset, "spec": None if spec is None else str(spec),
+                  **({"dataset_options": dataset_options} if dataset_options else {}),
                   **calibration.to_dict()}  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

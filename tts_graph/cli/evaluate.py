@@ -4,11 +4,13 @@ as it finishes, a resume after Ctrl-C, and a report with plots at the end."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tts_graph import cli as _cli
 from tts_graph.cli import (
     _err,
     _errors_as_one_line,
@@ -18,6 +20,18 @@ from tts_graph.cli import (
     _stop_on_signals,
     _stop_server,
     app,
+)
+from tts_graph.cli.options import (
+    BaseUrl,
+    Concurrency,
+    DatasetOptions,
+    DatasetSeed,
+    Limit,
+    OptionalDataset,
+    RetryFor,
+    Verbose,
+    dataset_run_options,
+    parse_dataset_options,
 )
 
 if TYPE_CHECKING:
@@ -36,13 +50,8 @@ def evaluate(
             "times to run the specs side by side on one server and compare them."
         ),
     ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="humaneval, gsm_symbolic, basic_arithmetic, champ, or a JSONL file of "
-            '{"question", "answer", "tests"?} lines.'
-        ),
-    ] = None,
+    dataset: OptionalDataset = None,
+    dataset_option: DatasetOptions = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -52,24 +61,16 @@ def evaluate(
             "specs, one sub-folder per spec and comparison.md).",
         ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="The first N problems only.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Problems in flight at once.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of generated datasets.")] = 0,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TTS_GRAPH_BASE_URL",
-            help="A running vLLM server; without one the spec's, else the embedded one is "
-            "started and stopped.",
-        ),
-    ] = None,
+    limit: Limit = None,
+    concurrency: Concurrency = 4,
+    seed: DatasetSeed = 0,
+    base_url: BaseUrl = None,
+    retry_for: RetryFor = None,
     compare: Annotated[
         list[Path] | None,
         typer.Option(help="Overlay finished runs (give it twice or more) into --out."),
     ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also print log messages on stderr.")
-    ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Evaluate SPEC on a dataset: accuracy against compute, per problem and in total.
 
@@ -96,13 +97,15 @@ def evaluate(
         from tts_graph.cli import _load_spec
         from tts_graph.eval.datasets import load_dataset
 
+        dataset_options = parse_dataset_options(dataset_option)
         specs = [_load_spec(p, n=None, select=None, verifier=None, url=None) for p in spec]
         runs = _run_dirs(specs, spec, out)
         server_config = _one_server(specs, spec)
-        problems = load_dataset(dataset, limit=limit, seed=seed)
+        problems = load_dataset(dataset, limit=limit, seed=seed, **dataset_options)
     progress = run_specs(
         "eval", specs, runs, problems, dataset=dataset, base_url=base_url,
         embedded=server_config, concurrency=concurrency, limit=limit, seed=seed, verbose=verbose,
+        dataset_options=dataset_options, retry_for_s=retry_for,
     )  # fmt: skip
     with _errors_as_one_line():
         from tts_graph.eval.report import compare_runs, write_report
@@ -137,11 +140,16 @@ def run_specs(
     limit: int | None,
     seed: int,
     verbose: bool,
+    dataset_options: Mapping[str, Any] | None = None,
+    retry_for_s: float | None = None,
 ) -> list[EvalProgress]:
     """Run each spec on ``problems`` into its run folder, in turn, on one server: the one at
     ``base_url`` (or the first spec's), else the ``embedded`` model started here and stopped
     however the run ends. Ctrl-C says how far the run got and exits 130; the same command
-    resumes it."""
+    resumes it. ``seed`` and ``dataset_options`` (how ``problems`` were made) are recorded in
+    each run folder, which a resume with other ones refuses; ``retry_for_s`` goes to the
+    backend."""
+    options = dataset_run_options(seed, dict(dataset_options or {}))
     with _run_log(command, verbose) as log, _errors_as_one_line(log), _stop_on_signals():
         import asyncio
 
@@ -157,11 +165,10 @@ def run_specs(
                 url = server.base_url
             for loaded, run_dir in zip(specs, runs, strict=True):
                 current = run_dir
-                progress.append(
-                    asyncio.run(
-                        _run(loaded, problems, url, run_dir, dataset, concurrency, limit, seed)
-                    )
+                run = _run(
+                    loaded, problems, url, run_dir, dataset, concurrency, options, retry_for_s
                 )
+                progress.append(asyncio.run(run))
         except KeyboardInterrupt:
             from tts_graph.eval.harness import done_ids
 
@@ -263,12 +270,11 @@ async def _run(
     out: Path,
     dataset: str,
     concurrency: int,
-    limit: int | None,
-    seed: int,
+    options: Mapping[str, Any],
+    retry_for_s: float | None,
 ) -> EvalProgress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tts_graph.backends.vllm import VLLMBackend
     from tts_graph.eval.datasets import Judge
     from tts_graph.eval.harness import EvalProgress, run_eval
 
@@ -296,13 +302,13 @@ async def _run(
 
         progress.listeners.append(show)
         try:
-            async with VLLMBackend(
-                base_url, model=spec.backend.model, model_params=spec.backend.model_params
-            ) as backend:
+            backend = _cli._make_backend(
+                base_url, spec.backend.model, spec.backend.model_params, retry_for_s
+            )
+            async with backend:
                 await run_eval(
                     spec, problems, backend, out, dataset=dataset, judge=judge,
-                    concurrency=concurrency, progress=progress,
-                    options={"seed": seed},  # not the limit: a resume may take more problems
+                    concurrency=concurrency, progress=progress, options=options,
                 )  # fmt: skip
         finally:
             await judge.close()

@@ -67,19 +67,21 @@ def calibration_spec(
     data: dict[str, Any] = {"name": "calibration", "sampling": dict(_PROBE_SAMPLING)}
     strategy: dict[str, Any] = {"kind": "best_of_n", "n": probe_n + label_n}
     if base is not None:
+        # The JSON dump writes a "${" of a value as "$${", so loading it again expands nothing
+        # a second time (the base spec's variables were expanded when it was loaded).
+        dumped = base.model_dump(mode="json", exclude_none=True, by_alias=True)
         data["name"] = f"{base.name}-calibration"
-        data["backend"] = base.backend.model_dump(exclude_none=True)
-        if base.prompt is not None:
-            data["prompt"] = base.prompt.model_dump(exclude_none=True)
-        data["sampling"] = {**data["sampling"], **base.sampling.model_dump(exclude_none=True)}
-        adaptive = base.strategy if isinstance(base.strategy, AdaptiveSpec) else None
-        if adaptive is not None:
-            if adaptive.sampling is not None:
-                data["sampling"].update(adaptive.sampling.model_dump(exclude_none=True))
-            if adaptive.extract is not None:
-                strategy["extract"] = adaptive.extract
-            if verifier is None and adaptive.verifier is not None:
-                strategy["verifier"] = adaptive.verifier.model_dump(exclude_none=True)
+        data["backend"] = dumped["backend"]
+        if "prompt" in dumped:
+            data["prompt"] = dumped["prompt"]
+        data["sampling"] = {**data["sampling"], **dumped["sampling"]}
+        if isinstance(base.strategy, AdaptiveSpec):
+            adaptive = dumped["strategy"]
+            data["sampling"].update(adaptive.get("sampling") or {})
+            if "extract" in adaptive:
+                strategy["extract"] = adaptive["extract"]
+            if verifier is None and "verifier" in adaptive:
+                strategy["verifier"] = adaptive["verifier"]
     if verifier is not None:
         strategy["verifier"] = verifier
     data["sampling"]["logprobs"] = True

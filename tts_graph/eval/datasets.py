@@ -89,7 +89,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from tts_graph.errors import ConfigError
+from tts_graph.errors import ConfigError, check_utf8
 from tts_graph.verifiers.answer import extract_answer, parse_number
 from tts_graph.verifiers.base import Problem, Verdict
 from tts_graph.verifiers.code import CodeTests
@@ -815,16 +815,25 @@ def _load_jsonl(path: Path, **options: Any) -> list[EvalProblem]:
     ``"<file stem>/<n>"``; other keys go to ``metadata``. Blank lines are skipped."""
     _no_options(path.name, options)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read dataset file {path}: {exc.strerror or exc}") from None
     dataset = path.stem
     problems: list[EvalProblem] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines are split on b"\n" only (str.splitlines would also split inside a JSON string at
+    # characters such as U+2028), and each is decoded on its own, so an error names its line.
+    for number, data in enumerate(raw.split(b"\n"), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = data.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM is fine
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{where}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                f"{exc.start + 1}: {exc.reason}); save the file as UTF-8"
+            ) from None
         if not line.strip():
             continue
-        where = f"{path}:{number}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -833,6 +842,7 @@ def _load_jsonl(path: Path, **options: Any) -> list[EvalProblem]:
             ) from None
         if not isinstance(row, dict):
             raise ConfigError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        check_utf8(row, where)  # a lone "\ud800" escape decodes to text no server accepts
         problem = _jsonl_problem(row, where, dataset, len(problems))
         if problem.id in seen:
             raise ConfigError(

@@ -6,8 +6,15 @@ gets one line per problem the moment it finishes: the chosen answer and whether 
 every candidate with its own correctness (so coverage and every selector's accuracy can be
 computed afterwards), the decisions and the usage. A run that is interrupted (Ctrl-C, a crash,
 a killed machine) keeps every line written; started again with the same ``DIR`` it skips the
-problems already there. A line is written whole or not at all: a half-written last line (the
+problems already finished. A line is written whole or not at all: a half-written last line (the
 process died while writing it) is dropped on resume and the problem is run again.
+
+A problem whose run failed (the server went away for longer than the backend's retries, say) is
+written with its ``error`` and counted wrong, and the run goes on; it is not finished, though:
+the next run with the same ``DIR`` replaces its line (rewriting the file atomically, without the
+failed lines of the problems it takes up again) and runs it again. A finished problem's line is
+never touched, so nothing finished is redone and no usage is counted twice: a record's usage is
+that of the one graph run whose result it holds.
 """
 
 from __future__ import annotations
@@ -78,8 +85,40 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 
 
 def done_ids(out: Path) -> set[str]:
-    """The problems ``out`` has a result for."""
-    return {str(r["id"]) for r in read_results(out)}
+    """The problems ``out`` has finished: a record without an ``error`` (a problem whose run
+    failed is run again on resume)."""
+    return {str(r["id"]) for r in read_results(out) if r.get("error") is None}
+
+
+def _drop_failed(out: Path, ids: set[str]) -> None:
+    """Remove the failed records of ``ids`` (about to run again) from ``out/results.jsonl``.
+
+    The file is rewritten next to itself and swapped in with one rename, so a crash leaves
+    either the old file or the new one; finished lines are copied byte for byte."""
+    path = out / RESULTS
+    if not path.exists():
+        return
+    _drop_partial_line(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # an unreadable line holds no result: its problem runs again
+        if not isinstance(record, dict):
+            continue
+        if record.get("error") is not None and str(record.get("id")) in ids:
+            continue
+        kept.append(line)
+    if len(kept) == len(lines):
+        return
+    temp = path.with_name(path.name + ".tmp")
+    with temp.open("w", encoding="utf-8") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
 
 
 def _describe_run(spec: Spec, dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,15 +136,31 @@ def _start_run_dir(out: Path, run: dict[str, Any]) -> None:
     path = out / RUN
     if path.exists():
         before = json.loads(path.read_text(encoding="utf-8"))
-        same = {k: before.get(k) for k in ("spec", "dataset", "options")}
-        if same != {k: run[k] for k in ("spec", "dataset", "options")}:
+        differences = _differences(before, json.loads(json.dumps(run)))  # as run.json has it
+        if differences:
             raise ConfigError(
-                f"{out} holds a run of another spec or dataset ({before.get('spec_name')!r} on "
-                f"{before.get('dataset')!r}); give a new --out, or the same spec and options to "
-                "resume it"
+                f"{out} holds a run of another spec, dataset or options "
+                f"({'; '.join(differences)}); give a new --out, or the same spec, dataset and "
+                "options to resume it"
             )
         return
     path.write_text(json.dumps({**run, "started": time.time()}, indent=2), encoding="utf-8")
+
+
+def _differences(before: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
+    """What differs between a recorded run and this one, as "what: recorded in the run, now"."""
+    found = []
+    if before.get("spec") != run["spec"]:
+        found.append(f"spec: {before.get('spec_name')!r} in the run, {run['spec_name']!r} now")
+    if before.get("dataset") != run["dataset"]:
+        found.append(f"dataset: {before.get('dataset')!r} in the run, {run['dataset']!r} now")
+    old, new = before.get("options") or {}, run["options"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            there = repr(old[key]) if key in old else "none"
+            here = repr(new[key]) if key in new else "none"
+            found.append(f"{key}: {there} in the run, {here} now")
+    return found
 
 
 @contextlib.contextmanager
@@ -145,20 +200,22 @@ async def run_eval(
     options: Mapping[str, Any] | None = None,
     progress: EvalProgress | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``spec``'s graph on every problem not yet in ``out`` and return all of ``out``'s
-    records (see the module docs). ``concurrency`` bounds the problems in flight."""
+    """Run ``spec``'s graph on every problem ``out`` has not finished (none yet, or one that
+    failed) and return all of ``out``'s records (see the module docs). ``concurrency`` bounds
+    the problems in flight."""
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         raise ConfigError("the dataset has problems with the same id; ids must be unique")
     _start_run_dir(out, _describe_run(spec, dataset, options or {}))
+    _drop_failed(out, set(ids))
     finished = done_ids(out)
     todo = [p for p in problems if p.id not in finished]
     if progress is not None:
         progress.resumed = len(problems) - len(todo)
         for record in read_results(out):
-            if record["id"] in set(ids):
+            if record["id"] in finished and record["id"] in set(ids):
                 progress.add(record)
     graph = build_graph(spec, backend).compile()
     gate = asyncio.Semaphore(concurrency)
@@ -195,6 +252,8 @@ async def _solve(graph: Any, spec: Spec, problem: EvalProblem, judge: Judge) -> 
         inputs["budget"] = spec.budget
     if problem.reference is not None:
         inputs["reference"] = problem.reference
+    if problem.pool:  # fixed answers (CHAMP's) for a strategy that chooses among them
+        inputs["pool"] = list(problem.pool)
     started = time.time()
     base: dict[str, Any] = {
         "id": problem.id, "dataset": problem.dataset, "kind": problem.kind,

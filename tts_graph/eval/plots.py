@@ -67,6 +67,20 @@ def _errors(value: float, ci: Sequence[float] | None) -> tuple[float, float]:
     return max(0.0, value - ci[0]), max(0.0, ci[1] - value)
 
 
+def _plot_curve(
+    ax: Axes, curve: Mapping[str, Any] | None, compute: str, **style: Any
+) -> list[float]:
+    """Draw ``curve``'s points (accuracy against ``compute``) with ``style``; the x values
+    drawn, or none when the curve has no points or a point lacks that compute (e.g. FLOPs of an
+    unknown model)."""
+    points = (curve or {}).get("points") or []
+    xs = [p[compute] for p in points]
+    if not xs or any(x is None for x in xs):
+        return []
+    ax.plot(xs, [p["accuracy"] for p in points], **style)
+    return xs
+
+
 def _log_x_if_wide(ax: Axes, values: Sequence[float], base: int = 10) -> None:
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) >= 10:
@@ -167,42 +181,37 @@ def plot_accuracy_vs_compute(
         groups.setdefault(strategy, []).append((label, summary))
     fig, ax = _figure(7.0, 4.6)
     colors = _colors(len(groups))
-    xs_all: list[float] = []
-    drawn = False
+    xs_all: list[float] = []  # the x of everything drawn
     for color, (strategy, members) in zip(colors, groups.items(), strict=True):
         measured = []
         for m, (label, summary) in enumerate(members):
             marker = _MARKERS[m % len(_MARKERS)]
             curve = summary.get("compute", {}).get("all")
-            if curve and curve["points"]:
-                cx = [p[compute] for p in curve["points"]]
-                if all(x is not None for x in cx):
-                    cy = [p["accuracy"] for p in curve["points"]]
-                    ax.plot(cx, cy, color=color, linewidth=0.9, alpha=0.6, linestyle=":")
-                    xs_all.extend(cx)
-                    drawn = True
-                    knee = curve.get("knee")
-                    if knee and compute == "tokens":
-                        ax.plot(knee["x"], knee["y"], marker="*", markersize=13, color=color)
-                        ax.annotate(
-                            f"knee k={knee['k']}",
-                            (knee["x"], knee["y"]),
-                            textcoords="offset points",
-                            xytext=(6, -12),
-                            fontsize=7,
-                            color=color,
-                        )
-                    turn = curve.get("turnover")
-                    if turn and compute == "tokens":
-                        ax.plot(turn["x_low"], turn["y_low"], marker="v", markersize=9, color=color)
+            majority = _plot_curve(
+                ax, curve, compute, color=color, linewidth=0.9, alpha=0.6, linestyle=":"
+            )
+            xs_all.extend(majority)
+            if majority and compute == "tokens":
+                knee = curve.get("knee")
+                if knee:
+                    ax.plot(knee["x"], knee["y"], marker="*", markersize=13, color=color)
+                    ax.annotate(
+                        f"knee k={knee['k']}",
+                        (knee["x"], knee["y"]),
+                        textcoords="offset points",
+                        xytext=(6, -12),
+                        fontsize=7,
+                        color=color,
+                    )
+                turn = curve.get("turnover")
+                if turn:
+                    ax.plot(turn["x_low"], turn["y_low"], marker="v", markersize=9, color=color)
             verified = summary.get("compute_verified")
-            if verified and verified["points"]:
-                vx = [p[compute] for p in verified["points"]]
-                if all(x is not None for x in vx):
-                    vy = [p["accuracy"] for p in verified["points"]]
-                    ax.plot(vx, vy, color=color, linewidth=1.1, alpha=0.8, linestyle="--")
-                    xs_all.extend(vx)
-                    drawn = True
+            xs_all.extend(
+                _plot_curve(
+                    ax, verified, compute, color=color, linewidth=1.1, alpha=0.8, linestyle="--"
+                )
+            )
             totals = summary["totals"]
             x, y = totals.get(mean_key), totals.get("accuracy")
             if x is None or y is None:
@@ -214,7 +223,6 @@ def plot_accuracy_vs_compute(
             )  # fmt: skip
             measured.append((x, y))
             xs_all.append(x)
-            drawn = True
         if measured:
             measured.sort()
             mx, my = [p[0] for p in measured], [p[1] for p in measured]
@@ -227,7 +235,7 @@ def plot_accuracy_vs_compute(
             if turn is not None:
                 ax.plot(turn["x_low"], turn["y_low"], marker="v", markersize=10, color=color,
                         mec="black")  # fmt: skip
-    if not drawn:
+    if not xs_all:
         return None
     _log_x_if_wide(ax, xs_all)
     unit = "tokens" if compute == "tokens" else "FLOPs"

@@ -22,7 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 from tts_graph.backends.base import Backend
-from tts_graph.errors import BackendError, ConfigError
+from tts_graph.errors import BackendError, ConfigError, check_count
 from tts_graph.graphs._compose import make_graph_node
 from tts_graph.graphs._schema import check_schema
 from tts_graph.nodes._node import read_state
@@ -139,6 +139,7 @@ class Steps:
         """The step that makes the candidates, named ``fanout``: ``runs`` runs of the graph
         ``candidates`` when one is given, else one ``n``-sample request to ``backend``
         (``fanout`` holds :func:`~tts_graph.nodes.fanout.make_fanout_node`'s options)."""
+        check_count("n", fanout.get("n", runs))  # the strategy's own name for the count
         if candidates is not None:
             node = make_graph_node(
                 candidates, result="candidates", runs=runs, keys=self.keys, name="fanout"

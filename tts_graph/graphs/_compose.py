@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable
 from langgraph.graph import StateGraph
 
 from tts_graph.budget import Usage
-from tts_graph.errors import ConfigError, check_choice
+from tts_graph.errors import ConfigError, check_choice, check_count
 from tts_graph.nodes._node import Node, make_node
 from tts_graph.nodes._record import decision
 from tts_graph.seeds import offset_seeds
@@ -67,8 +67,7 @@ def make_graph_node(
     ...                  result="candidates", runs=4))  # doctest: +SKIP
     """
     check_choice("result", result, Result)
-    if runs < 1:
-        raise ConfigError(f"runs must be >= 1, got {runs}")
+    check_count("runs", runs)
     if runs > 1 and result == "all":
         raise ConfigError("runs > 1 needs result='candidates': several runs have no one answer")
     inner = compiled(graph, f"the graph of node {name!r}")

@@ -22,9 +22,8 @@ def run_ledger(state: Mapping[str, Any], keys: StateKeys, node: str) -> Ledger:
     between nodes: the node then accounts alone, starting from the state's usage, which holds
     for nodes that run one after another but not for parallel ones, and says so once.
     """
-    budget = state.get(keys.budget)
-    if isinstance(budget, Mapping):  # a budget that arrived as JSON (LangGraph Server, a spec)
-        budget = Budget(**budget)
+    # A budget may arrive as JSON (LangGraph Server, a spec); anything else is refused by name.
+    budget = Budget.coerce(state.get(keys.budget))
     ledger = state.get(keys.ledger)
     if isinstance(ledger, Ledger):
         return ledger.bind(budget)

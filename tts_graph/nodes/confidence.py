@@ -92,7 +92,13 @@ from tts_graph.backends.base import (
     metered,
 )
 from tts_graph.candidate import Candidate, next_index, vote_key
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
+from tts_graph.errors import (
+    BackendError,
+    BudgetExhausted,
+    ConfigError,
+    check_choice,
+    check_count,
+)
 from tts_graph.metering import Spending, spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, chosen_update, make_node, require_keys
@@ -221,8 +227,7 @@ def make_confidence_node(
     """
     check_choice("mode", mode, ConfidenceMode)
     check_choice("trace confidence", confidence, TraceConfidence)
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+    check_count("n", n)
     if not 0.0 < keep_top <= 1.0:
         raise ConfigError(
             f"keep_top must be in (0, 1] (0.1 keeps the top 10 %, 0.9 the top 90 %), got {keep_top}"

@@ -52,7 +52,13 @@ from tts_graph.backends.base import (
     metered,
 )
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
+from tts_graph.errors import (
+    BackendError,
+    BudgetExhausted,
+    ConfigError,
+    check_choice,
+    check_count,
+)
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, make_node, require_keys
@@ -123,8 +129,7 @@ def make_consistency_node(
     >>> graph.add_node("vote", make_select_node(select="majority"))  # doctest: +SKIP
     """
     check_choice("stop rule", stop, StopRule)
-    if max_samples < 1:
-        raise ConfigError(f"max_samples must be >= 1, got {max_samples}")
+    check_count("max_samples", max_samples)
     first = min(2, max_samples) if initial is None else initial
     if not 1 <= first <= max_samples:
         raise ConfigError(f"initial must be in [1, max_samples={max_samples}], got {initial}")

@@ -48,7 +48,7 @@ from tts_graph.backends.base import (
 )
 from tts_graph.budget import Usage
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import BudgetExhausted, ConfigError, check_count
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, make_node
@@ -297,8 +297,7 @@ def make_difficulty_node(
 
     >>> node = make_difficulty_node(backend, n=4, estimator="agreement")  # doctest: +SKIP
     """
-    if n < 1:
-        raise ConfigError(f"n (probe samples) must be >= 1, got {n}")
+    check_count("n (probe samples)", n)
     if isinstance(estimator, str):
         if estimator not in ESTIMATORS:
             raise ConfigError(

@@ -15,7 +15,7 @@ from typing import Any
 
 from tts_graph.backends.base import Backend, GenerationRequest, Message, SamplingParams, metered
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import BudgetExhausted, check_count
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, make_node, require_keys
@@ -52,8 +52,7 @@ def make_fanout_node(
 
     >>> graph.add_node("fanout", make_fanout_node(backend, n=8))  # doctest: +SKIP
     """
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+    check_count("n", n)
     params = dataclasses.replace(sampling or SamplingParams(logprobs=True), seed=seed)
     build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
     read_answer = resolve_extractor(extract)

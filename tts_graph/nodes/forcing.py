@@ -37,7 +37,7 @@ from tts_graph.backends.base import (
     metered,
 )
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import MAX_SAMPLES, BudgetExhausted, ConfigError
 from tts_graph.ledger import Grant, Ledger
 from tts_graph.metering import Spending, spending
 from tts_graph.nodes._budget import run_ledger
@@ -260,8 +260,8 @@ def make_budget_forcing_node(
     >>> node = make_budget_forcing_node(backend, min_thinking_tokens=200, max_thinking_tokens=400)  # doctest: +SKIP
     """
     problems = []
-    if n < 1:
-        problems.append(f"n must be >= 1, got {n}")
+    if not 1 <= n <= MAX_SAMPLES:
+        problems.append(f"n must be >= 1 and <= {MAX_SAMPLES}, got {n}")
     if max_thinking_tokens < 1:
         problems.append(f"max_thinking_tokens must be >= 1, got {max_thinking_tokens}")
     if not 0 <= min_thinking_tokens <= max_thinking_tokens:

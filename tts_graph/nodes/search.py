@@ -87,7 +87,13 @@ from tts_graph.backends.base import (
     metered,
 )
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
+from tts_graph.errors import (
+    MAX_SAMPLES,
+    BackendError,
+    BudgetExhausted,
+    ConfigError,
+    check_choice,
+)
 from tts_graph.metering import Spending, charge_call, spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, chosen_update, make_node, require_keys
@@ -495,8 +501,8 @@ def make_step_search_node(
     """
     check_choice("search mode", mode, SearchMode)
     problems = []
-    if n < 1:
-        problems.append(f"n must be >= 1, got {n}")
+    if not 1 <= n <= MAX_SAMPLES:
+        problems.append(f"n must be >= 1 and <= {MAX_SAMPLES}, got {n}")
     if not 1 <= width <= max(n, 1):
         problems.append(f"width must be in [1, n={n}], got {width}")
     elif n % width:

@@ -25,7 +25,8 @@ says why. In a conversation, the chosen response is appended to ``messages``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 from tts_graph.candidate import Candidate, best_candidate, candidate_score, vote_key
@@ -89,6 +90,19 @@ def group_votes(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
     return groups
 
 
+def _weight(candidate: Candidate) -> float:
+    # Unscored candidates weigh 0; so does a NaN score, which no ordering can place.
+    score = candidate.score
+    return 0.0 if score is None or math.isnan(score) else score
+
+
+def _total(values: Iterable[float]) -> float:
+    """A sum to rank answers by; +inf and -inf together make NaN, which ranks as the lowest
+    (a NaN compares false with everything, and the choice would depend on the order)."""
+    total = sum(values)
+    return float("-inf") if math.isnan(total) else total
+
+
 def majority_vote(
     candidates: Sequence[Candidate],
 ) -> tuple[Candidate | None, dict[str, int], str]:
@@ -107,7 +121,7 @@ def majority_vote(
 
         def strength(key: str) -> tuple[float, int]:
             members = groups[key]
-            return (sum(candidate_score(m) for m in members), -min(m.index for m in members))
+            return (_total(candidate_score(m) for m in members), -min(m.index for m in members))
 
         leaders.sort(key=strength, reverse=True)
         tie_break = (
@@ -121,7 +135,7 @@ def weighted_vote(
 ) -> tuple[Candidate | None, dict[str, float]]:
     """Return (the winning answer's best candidate, summed score per answer)."""
     groups = group_votes(candidates)
-    weights = {k: sum(m.score or 0.0 for m in members) for k, members in groups.items()}
+    weights = {k: _total(_weight(m) for m in members) for k, members in groups.items()}
     if not groups:
         return None, weights
     key = max(
@@ -152,7 +166,10 @@ def choose(
         chosen, weights = weighted_vote(candidates)
         info["weights"] = weights
     elif rule == "verified":
-        passing = [c for c in candidates if c.verdict is not None and c.verdict.passed]
+        passing = sorted(
+            (c for c in candidates if c.verdict is not None and c.verdict.passed),
+            key=lambda c: c.index,
+        )
         info["passed"] = [c.index for c in passing]
         chosen = best_candidate(passing)
         if chosen is None:

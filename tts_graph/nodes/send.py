@@ -19,7 +19,7 @@ from langgraph.types import Command, Send
 
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BudgetExhausted, ConfigError
+from tts_graph.errors import BudgetExhausted, check_count
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import make_node, require_keys
@@ -86,8 +86,7 @@ def add_send_fanout(
     >>> add_send_fanout(builder, backend, n=4, branches=[Branch(temperature=0.3), Branch(temperature=1.0)],
     ...                 source=START, target="select")  # doctest: +SKIP
     """
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+    check_count("n", n)
     branches = tuple(branches) or (Branch(),)
     base = sampling or SamplingParams(logprobs=True)
     build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)

@@ -25,7 +25,13 @@ from typing import Any, Literal
 
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
 from tts_graph.candidate import Candidate, next_index
-from tts_graph.errors import BackendError, BudgetExhausted, ConfigError, check_choice
+from tts_graph.errors import (
+    BackendError,
+    BudgetExhausted,
+    ConfigError,
+    check_choice,
+    check_count,
+)
 from tts_graph.metering import spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, make_node
@@ -76,8 +82,7 @@ def make_thinking_node(
 
     >>> node = make_thinking_node(backend, n=4, thinking_budget=1024, enable_thinking=True)  # doctest: +SKIP
     """
-    if n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+    check_count("n", n)
     if thinking_budget is not None and thinking_budget < 1:
         raise ConfigError(f"thinking_budget must be >= 1, got {thinking_budget}")
     check_choice("fallback", fallback, Fallback)

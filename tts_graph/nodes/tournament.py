@@ -21,12 +21,15 @@ Rules follow Chen et al. 2024 (arXiv 2411.19477):
 
 Every judgement is cached by (text shown as A, text shown as B, repetition), so the same pair
 is never judged twice, even when duplicate texts meet again later. A reply without a parseable
-winner, or a judge call that raises :class:`~tts_graph.errors.BackendError`, is no vote (the
-error is recorded; failed calls report no usage). Judge calls are charged to the run's ledger
-like any request; when it refuses one, the tournament stops after that round: a game that got
-all its votes counts, and the best survivor so far wins (most wins, then lower index), with
-``reason="budget"`` or ``"wall time"`` (:class:`~tts_graph.errors.BudgetExhausted` in strict
-mode). A league cut short ranks candidates by the games that were judged in full.
+winner, a judge call that raises :class:`~tts_graph.errors.BackendError`, or one that outlasts
+the judge's ``call_timeout_s`` (:func:`~tts_graph.verifiers.base.call_timeout`; it is cancelled)
+is no vote (the error is recorded; failed calls report no usage). When every judge call failed
+(the judge's server is down, say), the tournament decided nothing: the answer is chosen by
+majority vote over the candidates instead, and the decision says so (``fallback`` and
+``error``). Judge calls are charged to the run's ledger like any request; when it refuses one,
+the tournament stops after that round: a game that got all its votes counts, and the best
+survivor so far wins (most wins, then lower index), with ``reason="budget"`` or ``"wall
+time"`` (:class:`~tts_graph.errors.BudgetExhausted` in strict mode). A league cut short ranks candidates by the games that were judged in full.
 
 The decision records the bracket (or the league's games and standings), judge calls, cache
 hits, errors and the judge's consistency: among judgements of the same pair in both orders,
@@ -53,6 +56,7 @@ from tts_graph.metering import Spending, charge_call, spending
 from tts_graph.nodes._budget import run_ledger
 from tts_graph.nodes._node import Node, chosen_update, make_node
 from tts_graph.nodes._record import decision
+from tts_graph.nodes.select import majority_vote
 from tts_graph.prompts import question_of
 from tts_graph.state import StateKeys
 from tts_graph.verifiers.answer import (
@@ -61,6 +65,7 @@ from tts_graph.verifiers.answer import (
     normalize_answer,
     resolve_extractor,
 )
+from tts_graph.verifiers.base import call_timeout
 from tts_graph.verifiers.judge import Preference
 
 __all__ = [
@@ -153,6 +158,7 @@ class _Session:
     k: int
     identity: Identity
     spent: Spending
+    timeout: float | None = None  # one judge call, cancelled past it
     cache: dict[_Key, str | None] = field(default_factory=dict)
     calls: int = 0
     cache_hits: int = 0
@@ -161,21 +167,36 @@ class _Session:
 
     async def _ask(self, key: _Key) -> None:
         a, b, _ = key
+        timer = asyncio.timeout(self.timeout)
         try:
             async with charge_call(what="a judge call") as bill:
-                pref = await self.judge.compare(self.question, a, b)
+                async with timer:
+                    pref = await self.judge.compare(self.question, a, b)
                 bill.settle(pref.usage)
         except BackendError as exc:
-            self.calls += 1
-            logger.warning("judge call failed, counted as no vote: %s", exc)
-            self.errors.append({"error": str(exc), "retryable": exc.retryable})
-            self.cache[key] = None
+            self._failed(key, str(exc), retryable=exc.retryable)
+            return
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            why = f"the judge did not answer within {self.timeout:g} s (its call_timeout_s)"
+            self._failed(key, why, retryable=True)
             return
         except BudgetExhausted as exc:
             self.stopped = self.spent.stopped(exc)
             return  # not cached: this judgement was never made
         self.calls += 1
         self.cache[key] = pref.winner if pref.winner in ("A", "B") else None
+
+    def _failed(self, key: _Key, error: str, *, retryable: bool) -> None:
+        self.calls += 1
+        logger.warning("judge call failed, counted as no vote: %s", error)
+        self.errors.append({"error": error, "retryable": retryable})
+        self.cache[key] = None
+
+    def all_failed(self) -> bool:
+        """Whether the judge was asked and every call failed: the bracket decided nothing."""
+        return self.calls > 0 and len(self.errors) == self.calls
 
     async def play(self, pairs: Sequence[tuple[Candidate, Candidate]]) -> list[_Game]:
         """Judge ``pairs``; a game whose judgements the budget refused is left out."""
@@ -230,7 +251,9 @@ def make_tournament_node(
     ``judgements`` per pair; ``opponents`` is the league's games per candidate; ``seed``
     drives knockout tie-breaks and the league's schedule. ``extract``: the task's answer
     extractor, when two candidates with the same final answer are the same candidate (math);
-    leave it None for code and open text. Judge usage is added to ``state[keys.usage]``.
+    leave it None for code and open text. Judge usage is added to ``state[keys.usage]``. One
+    judge call is bounded by the judge's ``call_timeout_s``
+    (:func:`~tts_graph.verifiers.base.call_timeout`).
 
     >>> node = make_tournament_node(LLMJudge(backend), mode="knockout", judgements=4)  # doctest: +SKIP
     >>> graph.add_node("tournament", node)  # doctest: +SKIP
@@ -245,6 +268,7 @@ def make_tournament_node(
             f"judge must have an async compare(question, a, b) method, got {type(judge).__name__}"
         )
     identity = text_identity if extract is None else answer_identity(resolve_extractor(extract))
+    timeout = call_timeout(judge)
 
     async def tournament(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates = sorted(state.get(keys.candidates) or [], key=lambda c: c.index)
@@ -256,13 +280,21 @@ def make_tournament_node(
         winner: Candidate | None = None
         with spending(run_ledger(state, keys, name)) as spent:
             question = question_of(state, keys.question, keys.messages)
-            session = _Session(judge, question, judgements, identity, spent)
+            session = _Session(judge, question, judgements, identity, spent, timeout)
             if not candidates:
                 info["reason"] = "no candidates"
             elif mode == "knockout":
                 winner = await _knockout(session, candidates, seed, info)
             else:
                 winner = await _league(session, candidates, opponents, seed, info)
+            if session.all_failed():
+                # The bracket is coin flips: the candidates' own vote is a better choice.
+                first = session.errors[0]["error"]
+                info["error"] = f"all {session.calls} judge calls failed; the first: {first}"
+                voted, votes, _ = majority_vote(candidates)
+                if voted is not None:
+                    winner = voted
+                    info.update(fallback="majority", votes=votes)
             answer = None
             if winner is not None:
                 answer = winner.answer if winner.answer is not None else extract_answer(winner.text)

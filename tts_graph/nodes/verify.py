@@ -4,9 +4,11 @@ Each candidate gets its :class:`~tts_graph.verifiers.base.Verdict` and its ``sco
 selection then uses). Candidates that already carry a verdict are not checked again. A verifier
 that calls a model (``uses_model = True``: LLM judges, reward models) has its requests charged to
 the run's ledger, one candidate per call, so the budget decides candidate by candidate: what it
-refuses stays unchecked and is recorded as skipped. A verifier that raises, or returns the wrong
-number of verdicts, fails every candidate it was given with the reason; it never crashes the
-graph.
+refuses stays unchecked and is recorded as skipped. A verifier that raises, never returns (one
+call is bounded by its ``call_timeout_s``, see :func:`~tts_graph.verifiers.base.call_timeout`), or
+returns the wrong number of verdicts, fails every candidate it was given with the reason in the
+verdict's ``error``; it never crashes or stalls the graph. The decision counts those
+(``verifier_errors``) and names the first (``error``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tts_graph.nodes._node import Node, make_node, require_keys
 from tts_graph.nodes._record import decision
 from tts_graph.prompts import question_of
 from tts_graph.state import StateKeys
-from tts_graph.verifiers.base import Problem, Verdict, Verifier
+from tts_graph.verifiers.base import Problem, Verdict, Verifier, call_timeout
 
 __all__ = ["make_verify_node", "run_verifier"]
 
@@ -45,6 +47,7 @@ def make_verify_node(
     """
     verifier_name = getattr(verifier, "name", type(verifier).__name__)
     one_per_call = bool(getattr(verifier, "uses_model", False))
+    call_timeout(verifier)  # a bad call_timeout_s is a ConfigError now, at build time
 
     async def verify(state: Mapping[str, Any]) -> dict[str, Any]:
         candidates: list[Candidate] = list(state.get(keys.candidates) or [])
@@ -80,6 +83,7 @@ def make_verify_node(
                 pairs = list(zip(pending, verdicts or [], strict=False))
             checked = [dataclasses.replace(c, verdict=v, score=v.score) for c, v in pairs]
             skipped = len(pending) - len(checked)
+            errors = [v.error for _, v in pairs if v.error is not None]
             record = decision(
                 name,
                 "verify",
@@ -88,6 +92,8 @@ def make_verify_node(
                 passed=sum(1 for _, v in pairs if v.passed),
                 skipped=skipped,
                 reason=(reasons[0] if reasons else "budget") if skipped else None,
+                verifier_errors=len(errors),
+                error=errors[0] if errors else None,
                 verdicts=[
                     {"index": c.index, "passed": v.passed, "score": v.score, "reason": v.reason}
                     for c, v in pairs
@@ -107,8 +113,10 @@ def _reported(verdicts: list[Verdict] | None) -> Usage | None:
 
 
 async def run_verifier(verifier: Verifier, problem: Problem, texts: Sequence[str]) -> list[Verdict]:
-    """``verifier.verify`` that never raises for a broken verifier: a crash, or a wrong number of
-    verdicts, fails every text with the reason. Every node that runs a verifier goes through here.
+    """``verifier.verify`` that never raises or hangs for a broken verifier: a crash, a call
+    past the verifier's :func:`~tts_graph.verifiers.base.call_timeout`, or a wrong number of
+    verdicts fails every text with the reason (a verdict whose ``error`` names it). Every node
+    that runs a verifier goes through here.
 
     :class:`~tts_graph.errors.BudgetExhausted` and :class:`~tts_graph.errors.ConfigError` do
     propagate: a refused model call or a wrong configuration says nothing about the candidates,
@@ -116,14 +124,29 @@ async def run_verifier(verifier: Verifier, problem: Problem, texts: Sequence[str
     if not texts:
         return []
     name = getattr(verifier, "name", type(verifier).__name__)
+    limit = call_timeout(verifier)
+    timer = asyncio.timeout(limit)
     try:
-        verdicts = list(await verifier.verify(problem, texts))
+        async with timer:
+            verdicts = list(await verifier.verify(problem, texts))
     except (BudgetExhausted, ConfigError):
         raise
+    except TimeoutError as exc:
+        if not timer.expired():
+            return _all_failed(name, texts, f"verifier {name} raised TimeoutError: {exc}")
+        return _all_failed(
+            name, texts,
+            f"verifier {name} did not finish within {limit:g} s (its call_timeout_s) and was "
+            "cancelled",
+        )  # fmt: skip
     except Exception as exc:
-        logger.warning("verifier %s raised: %r", name, exc)
-        return [Verdict.failure(f"verifier {name} raised {type(exc).__name__}: {exc}")] * len(texts)
+        return _all_failed(name, texts, f"verifier {name} raised {type(exc).__name__}: {exc}")
     if len(verdicts) != len(texts):
         reason = f"verifier {name} returned {len(verdicts)} verdicts for {len(texts)} candidates"
-        return [Verdict.failure(reason)] * len(texts)
+        return _all_failed(name, texts, reason)
     return verdicts
+
+
+def _all_failed(name: str, texts: Sequence[str], reason: str) -> list[Verdict]:
+    logger.warning("verifier %s failed on %d candidate(s): %s", name, len(texts), reason)
+    return [Verdict.verifier_error(reason)] * len(texts)

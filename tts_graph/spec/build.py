@@ -19,6 +19,7 @@ from tts_graph.spec.models import (
     BudgetForcingSpec,
     ConfidenceSpec,
     DVTSSpec,
+    PoolSpec,
     SamplingSpec,
     SelfConsistencySpec,
     SelfRefineSpec,
@@ -179,6 +180,13 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
             b, prm, n=s.n, width=s.width, max_steps=s.max_steps, separator=s.separator,
             step_max_tokens=s.step_max_tokens, stop_at_answer=s.stop_at_answer,
             select=s.select, prompt=prompt, **common,
+        )  # fmt: skip
+    if isinstance(s, PoolSpec):
+        from tts_graph.graphs.pool import create_pool_graph
+
+        return create_pool_graph(
+            n=s.n, seed=s.seed, verifier=ctx.verifier(s.verifier), select=s.select,
+            extract=common["extract"], state_schema=ctx.state_schema, keys=ctx.keys,
         )  # fmt: skip
     if isinstance(s, AdaptiveSpec):
         from tts_graph.graphs.adaptive import VOTE, create_adaptive_graph

@@ -22,6 +22,7 @@ from tts_graph.spec.models import (
     BudgetForcingSpec,
     ConfidenceSpec,
     DVTSSpec,
+    PoolSpec,
     SamplingSpec,
     SelfConsistencySpec,
     SelfRefineSpec,
@@ -184,6 +185,8 @@ def _cost(s: StrategySpec, spec: Spec, p: int) -> Cost:
         longest_prompt = p + s.max_steps * step
         generated = _requests(requests, longest_prompt, step, s.width)
         return generated + Cost(calls=s.max_steps * s.n)  # a PRM call per kept partial solution
+    if isinstance(s, PoolSpec):  # drawn from the input, not generated
+        return _verify(s.verifier, s.n, p, m)
     if isinstance(s, AdaptiveSpec):
         probe = _requests(1, p, _max_tokens(spec, s.sampling, _PROBE_MAX_TOKENS), s.probe_n)
         if s.routes is None:
@@ -204,7 +207,7 @@ def _candidates(s: StrategySpec) -> int:
     """How many candidates one run of ``s`` may leave."""
     if isinstance(s, BestOfNSpec | TournamentSpec):
         return s.n * (1 if s.candidates is None else _candidates(s.candidates))
-    if isinstance(s, BudgetForcingSpec | ConfidenceSpec):
+    if isinstance(s, BudgetForcingSpec | ConfidenceSpec | PoolSpec):
         return s.n
     if isinstance(s, SelfConsistencySpec):
         return s.max_samples

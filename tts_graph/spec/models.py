@@ -26,9 +26,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tts_graph.budget import Budget
+from tts_graph.spec.variables import escape_variables
 
 __all__ = [
     "AdaptiveSpec",
@@ -40,6 +51,7 @@ __all__ = [
     "DVTSSpec",
     "JudgeSpec",
     "PRMSpec",
+    "PoolSpec",
     "PromptSpec",
     "SamplingSpec",
     "SelfConsistencySpec",
@@ -76,8 +88,8 @@ class BackendSpec(_Model):
 class SamplingSpec(_Model):
     """Sampling parameters; unset ones keep the library's defaults."""
 
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -107,6 +119,16 @@ class VerifierSpec(_Model):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str
+
+    @model_validator(mode="after")
+    def _hide_keys(self) -> VerifierSpec:
+        # An ``api_key`` option (best written ``${VARIABLE}``) is held as a SecretStr, so a
+        # dumped spec (an eval run's run.json, an error, a trace) shows it masked.
+        extra = self.__pydantic_extra__ or {}
+        for option, value in extra.items():
+            if option.endswith("api_key") and isinstance(value, str):
+                extra[option] = SecretStr(value)
+        return self
 
 
 class JudgeSpec(_Model):
@@ -174,7 +196,7 @@ class SelfConsistencySpec(_Strategy):
     stop: Literal["adaptive", "beta"] = "beta"
     max_samples: int = Field(default=16, ge=1, le=1024)
     initial: int | None = Field(default=None, ge=1)
-    threshold: float | None = Field(default=None, gt=0, le=1)
+    threshold: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     concurrency: int | None = Field(default=None, ge=1)
 
 
@@ -227,7 +249,7 @@ class ConfidenceSpec(_Strategy):
     kind: Literal["confidence"] = "confidence"
     mode: Literal["offline", "online"] = "offline"
     n: int = Field(default=16, ge=1, le=512)
-    keep_top: float = Field(default=0.9, gt=0, le=1)
+    keep_top: float = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
     confidence: str = "lowest"
     window: int | None = Field(default=None, ge=1)
     top_logprobs: int = Field(default=20, ge=1, le=20)
@@ -258,6 +280,20 @@ class DVTSSpec(_StepSearch):
     kind: Literal["dvts"] = "dvts"
 
 
+class PoolSpec(_Strategy):
+    """``create_pool_graph``: choose among n answers drawn from the input's fixed ``pool`` (no
+    generation; an eval dataset with pools, such as CHAMP, gives each problem's). As a
+    tournament's ``candidates``, the pool is what the judge chooses from."""
+
+    kind: Literal["pool"] = "pool"
+    n: int = Field(default=8, ge=1, le=1024)
+    select: str | None = Field(
+        default=None,
+        description="majority, best_score, weighted, verified, or a registered selector.",
+    )
+    verifier: VerifierSpec | None = None
+
+
 class VoteSpec(_Model):
     """A route that spends nothing more: choose among the probe's samples (majority vote, or
     verifier-first when the strategy has a verifier)."""
@@ -273,7 +309,10 @@ class AdaptiveSpec(_Strategy):
     kind: Literal["adaptive"] = "adaptive"
     probe_n: int = Field(default=4, ge=1, le=64)
     estimator: str = "agreement"
-    thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.75])
+    thresholds: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.5, 0.75],
+        description="Difficulty scores that divide the bins, increasing (finite numbers).",
+    )
     labels: list[str] = Field(default_factory=lambda: ["easy", "medium", "hard"])
     routes: dict[str, RouteSpec] | None = None
     verifier: VerifierSpec | None = None
@@ -312,6 +351,7 @@ StrategySpec = Annotated[
     | ConfidenceSpec
     | BeamSearchSpec
     | DVTSSpec
+    | PoolSpec
     | AdaptiveSpec,
     Field(discriminator="kind"),
 ]
@@ -326,6 +366,7 @@ RouteSpec = Annotated[
     | ConfidenceSpec
     | BeamSearchSpec
     | DVTSSpec
+    | PoolSpec
     | AdaptiveSpec,
     Field(discriminator="kind"),
 ]
@@ -352,6 +393,26 @@ class Spec(_Model):
     @classmethod
     def _short_strategy(cls, value: Any) -> Any:
         return _short(value, "kind")
+
+    @model_serializer(mode="wrap")
+    def _as_text(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        # Dumped as JSON (run.json, a file to load again), a spec is spec text: a "${" that
+        # loading left in a value (a default's text, a variable's value, a "$${") is written
+        # "$${", so the dump loads back the same instead of being expanded a second time.
+        data = handler(self)
+        return _escaped(data) if info.mode_is_json() else data
+
+
+def _escaped(data: Any) -> Any:
+    """``data`` with :func:`~tts_graph.spec.variables.escape_variables` applied to every string
+    value (not to keys: they are never expanded)."""
+    if isinstance(data, str):
+        return escape_variables(data)
+    if isinstance(data, dict):
+        return {key: _escaped(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_escaped(value) for value in data]
+    return data
 
 
 # Nested strategies refer to the union defined after them.

@@ -27,7 +27,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from typing import Protocol, overload
 
@@ -122,6 +122,16 @@ def _prepare(text: str) -> str:
     return text.translate(_UNICODE_MINUS).replace("\u00a0", " ")
 
 
+_NEXT_CHAR = re.compile(r"\s*(\S)")
+
+
+def _next_is_lower(text: str, start: int) -> bool:
+    """Whether the first non-space character from ``start`` on exists and is not upper case
+    (found without copying the rest of ``text``, which done at every "!" is quadratic)."""
+    match = _NEXT_CHAR.match(text, start)
+    return match is not None and not match.group(1).isupper()
+
+
 def _sentences(text: str) -> list[str]:
     """Split at sentence ends and line breaks that sit outside math and brackets; an ellipsis,
     a decimal point, "i.e."/"e.g." and a factorial's "!" do not end a sentence."""
@@ -136,8 +146,9 @@ def _sentences(text: str) -> list[str]:
             before = masked[max(0, i - 3) : i]
             ellipsis = before.endswith("..") or before.lower() in {"i.e", "e.g", "etc"}
             # "n! / 4!" is a factorial; an exclamation ends with a word and starts a sentence.
-            rest = masked[i + 1 :].lstrip()
-            factorial = not (i and masked[i - 1].isalpha()) or bool(rest and not rest[0].isupper())
+            factorial = char == "!" and (
+                not (i and masked[i - 1].isalpha()) or _next_is_lower(masked, i + 1)
+            )
             end = not (char == "." and ellipsis) and not (char == "!" and factorial)
         if end:
             pieces.append(text[start : i + (char != "\n")])
@@ -416,12 +427,27 @@ def chain_extractors(*extractors: AnswerExtractor) -> AnswerExtractor:
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+_NON_SPACE = re.compile(r"\S")
 # What may stand between boxes that list one answer: "\boxed{2} and \boxed{3}", "$\boxed{6}$ or
 # $\boxed{5}$". Anything else ("first \boxed{1}, then \boxed{2}") means a later box replaces it.
 _BETWEEN_LISTED_BOXES = re.compile(
     r"[\s$,;]*(?:(?:\\text\{\s*)?(?:and|or)(?:\s*\})?)?[\s$,;]*(?:[A-Za-z]\w*\s*=\s*)?",
     re.IGNORECASE,
 )
+
+
+def _closing_braces(text: str) -> dict[int, int]:
+    """The position of the ``}`` that closes each ``{`` that is closed, found in one pass: a
+    reply may open thousands of boxes, and scanning to the end from each one is quadratic."""
+    closing: dict[int, int] = {}
+    opened: list[int] = []
+    for match in _BRACE.finditer(text):
+        if match.group() == "{":
+            opened.append(match.start())
+        elif opened:
+            closing[opened.pop()] = match.start()
+    return closing
 
 
 def extract_boxed(text: str) -> str | None:
@@ -435,18 +461,14 @@ def extract_boxed(text: str) -> str | None:
     >>> extract_boxed(r"x is $\boxed{6}$ or $\boxed{5}$.")
     '6, 5'
     """
-    boxes: list[tuple[int, int, str]] = []
+    boxes: list[tuple[int, int, int]] = []  # (box start, box end, content start)
+    closing = _closing_braces(text) if "\\" in text else {}
     for match in _BOXED.finditer(text):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    if text[start:i].strip():
-                        boxes.append((match.start(), i + 1, text[start:i].strip()))
-                    break
+        start = match.end()
+        end = closing.get(start - 1)
+        # Boxes nested thousands deep must not each copy their content: only the chosen do.
+        if end is not None and _NON_SPACE.search(text, start, end):
+            boxes.append((match.start(), end + 1, start))
     if not boxes:
         return None
     listed = [boxes[-1]]
@@ -456,7 +478,7 @@ def extract_boxed(text: str) -> str | None:
         ):
             break
         listed.insert(0, box)
-    return ", ".join(content for _, _, content in listed)
+    return ", ".join(text[start : end - 1].strip() for _, end, start in listed)
 
 
 _FINAL_ANSWER = RegexExtractor(
@@ -538,8 +560,15 @@ _COPULA = re.compile(
     re.IGNORECASE,
 )
 
-_EXISTENTIAL = re.compile(r"\b(?:there|here)\s*$", re.IGNORECASE)
-_NEGATION_BEFORE = re.compile(r"\b(?:not|cannot|never|can't|won't|couldn't)\s*$", re.IGNORECASE)
+# Where "there"/"here" and a negation end (with the spaces after them): a copula starting
+# there is existential ("there is") or negated ("is not"). Found once per sentence: searching
+# all the text before each copula would be quadratic in a long one.
+_EXISTENTIAL = re.compile(r"\b(?:there|here)\s*", re.IGNORECASE)
+_NEGATION_BEFORE = re.compile(r"\b(?:not|cannot|never|can't|won't|couldn't)\s*", re.IGNORECASE)
+_NEGATED_AFTER = re.compile(r"\s*" + _NEGATED.pattern, re.IGNORECASE)
+# A sentence's answer is in one of its last predicates; a runaway reply ("x is x is x is ...")
+# may have thousands, and reading each to the end of the sentence would be quadratic.
+_MAX_PREDICATES = 32
 # A predicate that opens with one of these is a condition ("are when m is ..."): the copulas
 # inside it belong to the condition, not to the answer.
 _CONDITION = re.compile(
@@ -563,8 +592,11 @@ _COMPUTATION = re.compile(
 )
 # A value with a condition followed by another ("A for odd n and B for even n", "A if x > 0,
 # and B if ...") is a piecewise answer.
+# The first "and"/"or" is as good as any later one (a condition after a later one is after the
+# first too), so the group is atomic: no backtracking into it, linear in the sentence.
 _PIECEWISE = re.compile(
-    r"(?:,\s*|\s+)(?:for|if|when|whenever)\b.*?\b(?:and|or)\b.*?\b(?:for|if|when|whenever|otherwise)\b",
+    r"(?:,\s*|\s+)(?:for|if|when|whenever)\b(?>.*?\b(?:and|or)\b)"
+    r".*?\b(?:for|if|when|whenever|otherwise)\b",
     re.IGNORECASE,
 )
 _CLAUSE_BREAK = re.compile(r"[,:;]\s+")
@@ -573,34 +605,37 @@ _CLAUSE_END = re.compile(r"[,;:]")
 
 def _predicate_value(sentence: str) -> str | None:
     """The value after the sentence's main copula: "... is X", "... are X and Y"."""
+    # A copula is at the top level of ``masked``, so the mask of the text after it is the rest
+    # of ``masked``: positions in the sentence serve for both.
     masked = _mask(sentence, math=True)
-    copulas = [m for m in _COPULA.finditer(masked) if not _EXISTENTIAL.search(masked[: m.start()])]
-    for i, copula in enumerate(copulas):
+    existential = {m.end() for m in _EXISTENTIAL.finditer(masked)}
+    negation = {m.end() for m in _NEGATION_BEFORE.finditer(masked)}
+    copulas: list[re.Match[str]] = []
+    for copula in _COPULA.finditer(masked):
+        if copula.start() in existential:
+            continue
+        if copula.start() in negation or _NEGATED_AFTER.match(sentence, copula.end()):
+            # "It is not possible ..., such that the sum is 1/5": what follows a negated
+            # predicate is under the negation.
+            break
+        copulas.append(copula)
         if _CONDITION.match(masked, copula.end()):
-            copulas = copulas[:i]
+            copulas.pop()
             break
     values: list[tuple[int, str | None]] = []
     dropped: set[int] = set()
-    for copula in copulas:
+    for copula in copulas[-_MAX_PREDICATES:]:
         value = None
-        phrase = sentence[copula.end() :]
-        masked_phrase = _mask(phrase, math=True)
-        if _NEGATION_BEFORE.search(masked[: copula.start()]) or _NEGATED.match(phrase.lstrip()):
-            # "It is not possible ..., such that the sum is 1/5": what follows a negated
-            # predicate is under the negation.
-            dropped.update(c.start() for c in copulas if c.start() > copula.start())
-            continue
-        cut = _REASON.search(masked_phrase)
-        if cut is not None and _PIECEWISE.match(masked_phrase, cut.start()):
+        cut = _REASON.search(masked, copula.end())
+        if cut is not None and _PIECEWISE.match(masked, cut.start()):
             continue  # "A for odd n and B for even n" is no single value
-        value = _value(phrase[: cut.start()] if cut else phrase, prose=True)
+        value = _value(sentence[copula.end() : cut.start() if cut else None], prose=True)
         if value is not None and cut is not None:
             # The reason or condition after a value ("is 0, when a equals b") runs to the next
             # comma; the copulas inside it are its own, not the sentence's.
-            start = copula.end() + cut.end()
-            end = _CLAUSE_END.search(masked, start)
+            end = _CLAUSE_END.search(masked, cut.end())
             stop = end.start() if end else len(masked)
-            dropped.update(c.start() for c in copulas if start <= c.start() < stop)
+            dropped.update(c.start() for c in copulas if cut.end() <= c.start() < stop)
         values.append((copula.start(), value))
     for position, value in reversed(values):
         if value is not None and position not in dropped:
@@ -878,11 +913,14 @@ def canonical_number(text: str) -> str | None:
         value = Decimal(text.replace(",", ""))
     except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
         return None
-    if abs(value.adjusted()) > 100:  # keep 1e400 short instead of writing 400 digits
-        return str(value.normalize())
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
+    # normalize() rounds to the context's precision (28 digits by default): with a precision
+    # of every digit written, two answers that differ in their 29th digit stay two answers.
+    with localcontext(prec=max(28, len(text))):
+        if abs(value.adjusted()) > 100:  # keep 1e400 short instead of writing 400 digits
+            return str(value.normalize())
+        if value == value.to_integral_value():
+            return str(int(value))
+        return format(value.normalize(), "f")
 
 
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\{(.*)\}", re.DOTALL)

@@ -31,13 +31,16 @@ only by two pipes:
   namespace of its own, on a tmpfs of its own, and (for a root caller) under a uid of its own:
   there is no other process it could name, signal or trace, and no file of the harness's to
   read. The seccomp filter (no ``ptrace``, ``process_vm_readv``, ``pidfd_getfd`` or
-  ``perf_event_open``) is a second wall.
+  ``perf_event_open``) is a second wall; it also refuses new namespaces and the memory no rlimit
+  counts (``memfd_create``, System V shared memory and message queues).
 - The *harness* gets the prompt, the tests and a random nonce on stdin. It never executes
   candidate code: it runs the tests itself, and the function they receive is a proxy that sends
   the arguments to the worker and returns its reply. Replies cross the pipe as ``marshal`` data,
   so only plain built-in values arrive (no subclass, no custom ``__eq__``); an exception the
-  candidate raises is re-raised as the builtin of that name. At the end the harness writes
-  ``(nonce, outcome)`` to its stdout, which only the caller reads.
+  candidate raises is re-raised as the builtin of that name, except ``StopIteration`` and
+  ``StopAsyncIteration``, which become a ``RuntimeError`` (as PEP 479 does for generators): a
+  test that loops over ``map(candidate, ...)`` would otherwise end its loop early and pass. At
+  the end the harness writes ``(nonce, outcome)`` to its stdout, which only the caller reads.
 
 The caller decides: a pass needs the harness to exit with code 0, in time, within the output
 limit, with a last stdout line that names this check's nonce and says "passed". What the
@@ -283,6 +286,10 @@ def _main():
         if (type(reply) is tuple and len(reply) == 3 and reply[0] == "raise"
                 and type(reply[1]) is str and type(reply[2]) is str):
             cls = getattr(builtins, reply[1], None)
+            if cls is StopIteration or cls is StopAsyncIteration:
+                # Raised into map(), zip(), filter() or iter(f, sentinel), it would end the
+                # tests' loop early, as if every check in it had passed (PEP 479's reason).
+                raise RuntimeError("the candidate raised %s: %s" % (reply[1], reply[2]))
             if isinstance(cls, type) and issubclass(cls, Exception):
                 try:
                     exc = cls(reply[2])

@@ -2,7 +2,10 @@
 
 The judge is asked to end with a fixed line (``Score: N`` or ``Winner: A``/``Winner: B``); the
 last such line counts. Output that has none is a failed verdict (pointwise) or no vote
-(pairwise), with the raw text kept, never an exception.
+(pairwise), with the raw text kept, never an exception. A judge server that fails (after the
+backend's retries) gives a verdict whose ``error`` says so (pointwise), or a
+:class:`~tts_graph.errors.BackendError` the tournament records as no vote (pairwise); one call
+that outlasts ``call_timeout_s`` is cut short by the node that made it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from typing import Literal
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
 from tts_graph.budget import Usage
 from tts_graph.errors import BackendError, ConfigError
-from tts_graph.verifiers.base import Problem, Verdict
+from tts_graph.verifiers.base import (
+    DEFAULT_CALL_TIMEOUT_S,
+    Problem,
+    Verdict,
+    check_call_timeout,
+)
 
 __all__ = ["DEFAULT_PAIRWISE_RUBRIC", "DEFAULT_RUBRIC", "LLMJudge", "Preference"]
 
@@ -48,7 +56,8 @@ class LLMJudge:
 
     Pointwise (:meth:`verify`): the score is ``N / scale``; with ``threshold`` set, a candidate
     passes when its normalised score reaches it. Pairwise (:meth:`compare`): which of two answers
-    is better. ``rubric`` may use ``{scale}``.
+    is better. ``rubric`` may use ``{scale}``. ``call_timeout_s`` bounds one grading or one
+    comparison, retries included (None: no bound); the verifier and tournament nodes apply it.
 
     >>> judge = LLMJudge(backend, threshold=0.7)  # doctest: +SKIP
     >>> verdicts = await judge.verify(Problem("What is 7+5?"), ["12", "13"])
@@ -66,7 +75,9 @@ class LLMJudge:
         scale: int = 10,
         threshold: float | None = None,
         sampling: SamplingParams | None = None,
+        call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S,
     ) -> None:
+        self.call_timeout_s = check_call_timeout(call_timeout_s)
         if scale < 2:
             raise ConfigError(f"scale must be at least 2, got {scale}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -94,7 +105,7 @@ class LLMJudge:
         try:
             raw, usage = await self._ask(self.rubric, user)
         except BackendError as exc:
-            return Verdict.failure(f"judge request failed: {exc}")
+            return Verdict.verifier_error(f"judge request failed: {exc}")
         matches = _SCORE.findall(raw)
         if not matches:
             return Verdict(

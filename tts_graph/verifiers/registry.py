@@ -5,6 +5,10 @@ A verifier is either a class with an async ``verify(problem, candidates)`` or a 
 :class:`Verdict`; :class:`FunctionVerifier` adapts the function, and turns anything it raises
 into a failed verdict.
 
+Every verifier built here takes ``call_timeout_s``: how long one call to it may take (see
+:func:`~tts_graph.verifiers.base.call_timeout`), e.g. ``verifier: {name: judge, call_timeout_s:
+60}`` in a spec.
+
 ``"code"`` isolates candidates with bubblewrap and refuses to build without it (saying how to
 install it): no default here picks its unisolated ``sandbox="unsafe-subprocess"``, which only an
 option that names it selects.
@@ -13,12 +17,21 @@ option that names it selects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from tts_graph.errors import ConfigError
-from tts_graph.verifiers.base import Problem, Verdict, Verifier
+from tts_graph.verifiers.base import (
+    DEFAULT_CALL_TIMEOUT_S,
+    Problem,
+    Verdict,
+    Verifier,
+    check_call_timeout,
+)
 
 __all__ = [
     "FunctionVerifier",
@@ -30,18 +43,57 @@ __all__ = [
 CheckFn = Callable[[Problem, str], "bool | float | Verdict | Awaitable[bool | float | Verdict]"]
 VerifierFactory = Callable[..., Verifier]
 
+_T = TypeVar("_T")
+
+
+async def _in_daemon_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a thread of its own, awaited. Unlike ``asyncio.to_thread``, a call that
+    never returns, abandoned when its check times out, holds no worker of the loop's shared
+    executor and does not keep the interpreter from exiting (the thread is a daemon)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def deliver(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled: nobody waits for it any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = context.run(fn, *args), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+            loop.call_soon_threadsafe(deliver, result, error)
+
+    threading.Thread(target=work, name="tts-graph-check", daemon=True).start()
+    return await future
+
 
 class FunctionVerifier:
     """Wrap ``fn(problem, candidate) -> bool | float | Verdict`` (sync or async) as a verifier.
 
-    Sync functions run in worker threads so a slow check does not block the event loop.
+    Sync functions run in threads of their own so a slow check does not block the event loop,
+    and one that never returns is left behind when ``call_timeout_s`` (one call to
+    :meth:`verify`; None: no bound) cuts it short.
 
     >>> v = FunctionVerifier(lambda problem, text: "12" in text, name="has_12")
     """
 
-    def __init__(self, fn: CheckFn, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: CheckFn,
+        *,
+        name: str | None = None,
+        call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S,
+    ) -> None:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "function")
+        self.call_timeout_s = check_call_timeout(call_timeout_s)
 
     async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
         return list(await asyncio.gather(*(self._one(problem, c) for c in candidates)))
@@ -51,7 +103,7 @@ class FunctionVerifier:
             if inspect.iscoroutinefunction(self.fn):
                 out = await self.fn(problem, candidate)
             else:
-                out = await asyncio.to_thread(self.fn, problem, candidate)
+                out = await _in_daemon_thread(self.fn, problem, candidate)
                 if inspect.isawaitable(out):
                     out = await out
         except Exception as exc:
@@ -137,8 +189,13 @@ def available_verifiers() -> list[str]:
 def create_verifier(name: str, **options: Any) -> Verifier:
     """Build the verifier registered as ``name`` with ``options``.
 
+    ``call_timeout_s`` (any verifier): how long one call to it may take, retries included
+    (None: no bound; see :func:`~tts_graph.verifiers.base.call_timeout`).
+
     >>> create_verifier("numeric").name
     'numeric'
+    >>> create_verifier("numeric", call_timeout_s=30).call_timeout_s
+    30.0
     """
     try:
         factory = _REGISTRY[name]
@@ -146,7 +203,31 @@ def create_verifier(name: str, **options: Any) -> Verifier:
         raise ConfigError(
             f"unknown verifier {name!r}; choose one of: {', '.join(available_verifiers())}"
         ) from None
+    timed = "call_timeout_s" in options
+    limit = check_call_timeout(options.pop("call_timeout_s", None))
     try:
-        return factory(**options)
+        verifier = factory(**options)
     except TypeError as exc:
         raise ConfigError(f"bad options for verifier {name!r}: {exc}") from exc
+    if timed:
+        try:
+            verifier.call_timeout_s = limit  # type: ignore[attr-defined]
+        except AttributeError:  # a frozen dataclass or __slots__: carry the bound outside it
+            verifier = _TimeBound(verifier, limit)
+    return verifier
+
+
+class _TimeBound:
+    """A verifier whose class cannot carry ``call_timeout_s`` (a frozen dataclass, say), with
+    one: everything else is the wrapped verifier's."""
+
+    def __init__(self, verifier: Verifier, call_timeout_s: float | None) -> None:
+        self.verifier = verifier
+        self.name = verifier.name
+        self.call_timeout_s = call_timeout_s
+
+    async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
+        return await self.verifier.verify(problem, candidates)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.verifier, attr)

@@ -11,7 +11,12 @@ class, by default the last) or ``POST /pooling`` (a scalar reward head: the scor
 reward, optionally squashed by a sigmoid).
 
 Failures never crash a graph: a server error (after retries), a timeout or a malformed reply gives
-a failed verdict that says what went wrong.
+a failed verdict whose ``error`` says what went wrong.
+
+A server started with ``--api-key`` takes ``api_key=`` (a ``str`` or a ``SecretStr``; default: the
+``TTS_GRAPH_API_KEY`` or ``VLLM_API_KEY`` environment variable), sent as a bearer token with every
+request and shown nowhere else: not in a repr, a verdict's reason or a log line, even when the
+server echoes it.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import httpx
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from tts_graph._loops import LoopLocal
+from tts_graph._secrets import auth_headers, check_url, redact, resolve_api_key
 from tts_graph.budget import Usage
 from tts_graph.errors import BackendError, ConfigError
 from tts_graph.metering import charge
@@ -74,9 +81,12 @@ class _PoolingClient:
         backoff: tuple[float, float],
         http_client: httpx.AsyncClient | None,
         model_params: int | None = None,
+        api_key: str | SecretStr | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
+        check_url(base_url)
+        self.api_key = resolve_api_key(api_key)
         self.root = base_url.rstrip("/").removesuffix("/v1")
         self.model = model
         self._given_http = http_client
@@ -116,22 +126,31 @@ class _PoolingClient:
     async def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.root}{path}"
         try:
-            resp = await self._https.get().post(url, json=body)
+            resp = await self._https.get().post(url, json=body, headers=auth_headers(self.api_key))
         except httpx.TimeoutException as exc:
             raise BackendError(f"{url} timed out", retryable=True) from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"cannot reach {url}: {exc}", retryable=True) from exc
+        # What the server answered is shown without the key, which a server may echo.
         if resp.status_code >= 400:
             retryable = resp.status_code == 429 or resp.status_code >= 500
+            hint = (
+                "; give the key the server was started with as api_key= or in TTS_GRAPH_API_KEY"
+                if resp.status_code in (401, 403)
+                else ""
+            )
             raise BackendError(
-                f"{url} answered HTTP {resp.status_code}: {resp.text[:300]}",
+                f"{url} answered HTTP {resp.status_code}: "
+                f"{redact(resp.text[:300], self.api_key)}{hint}",
                 retryable=retryable,
                 status=resp.status_code,
             )
         try:
             data = resp.json()
-        except ValueError as exc:
-            raise _MalformedReply(f"{url} answered non-JSON: {resp.text[:200]!r}") from exc
+        except ValueError:
+            raise _MalformedReply(
+                f"{url} answered non-JSON: {redact(repr(resp.text[:200]), self.api_key)}"
+            ) from None
         if not isinstance(data, dict):
             raise _MalformedReply(f"{url} answered {type(data).__name__}, not a JSON object")
         return data
@@ -176,6 +195,7 @@ class _RewardVerifier:
         backoff: tuple[float, float] = (0.5, 8.0),
         http_client: httpx.AsyncClient | None = None,
         model_params: int | None = None,
+        api_key: str | SecretStr | None = None,
     ) -> None:
         self.threshold = threshold
         self._client = _PoolingClient(
@@ -187,6 +207,7 @@ class _RewardVerifier:
             backoff=backoff,
             http_client=http_client,
             model_params=model_params,
+            api_key=api_key,
         )
 
     async def verify(self, problem: Problem, candidates: Sequence[str]) -> list[Verdict]:
@@ -196,11 +217,13 @@ class _RewardVerifier:
         try:
             return await self._score(problem, candidate)
         except BackendError as exc:
-            return Verdict.failure(f"{self.name} server failed: {exc}")
+            why = f"{self.name} server failed: {exc}"
         except _MalformedReply as exc:
-            return Verdict.failure(f"{self.name} reply malformed: {exc}")
+            why = f"{self.name} reply malformed: {exc}"
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            return Verdict.failure(f"{self.name} reply malformed: {type(exc).__name__}: {exc}")
+            why = f"{self.name} reply malformed: {type(exc).__name__}: {exc}"
+        # A reason quotes the server's reply, which may echo the key.
+        return Verdict.verifier_error(redact(why, self._client.api_key))
 
     async def _score(self, problem: Problem, candidate: str) -> Verdict:
         raise NotImplementedError

@@ -37,7 +37,10 @@ What each sandbox actually enforces
   bubblewrap then exits by itself;
 - a seccomp filter (x86-64 and aarch64) that refuses ``ptrace``, ``process_vm_readv/writev``,
   ``pidfd_getfd`` and ``perf_event_open``, so one sandboxed process cannot read or steer
-  another's memory or descriptors;
+  another's memory or descriptors; new namespaces (``unshare``, ``setns``, ``clone`` with a
+  ``CLONE_NEW*`` flag), so the code gets no capabilities in a user namespace of its own (no
+  mounts, no more of the kernel to attack); and memory outside every rlimit (``memfd_create``, System V shared memory and message
+  queues), so a run cannot hold more of the host's memory than its limits allow;
 - rlimits on CPU seconds, address space, file size, open files and core size (0), and
   ``RLIMIT_NPROC``. The kernel never applies RLIMIT_NPROC to root, so when the caller is root
   the prologue first drops to a random, otherwise unused uid (all capabilities go with it);
@@ -690,25 +693,67 @@ def _bwrap_fs_args() -> tuple[str, ...]:
     return tuple(args)
 
 
+# Syscalls the seccomp filter refuses, by architecture: (AUDIT_ARCH, {name: number}).
+_SYSCALLS = {
+    "x86_64": (0xC000003E, {
+        "ptrace": 101, "perf_event_open": 298, "process_vm_readv": 310, "process_vm_writev": 311,
+        "pidfd_getfd": 438, "unshare": 272, "setns": 308, "memfd_create": 319, "shmget": 29,
+        "msgget": 68, "clone": 56, "clone3": 435,
+    }),
+    "aarch64": (0xC00000B7, {
+        "ptrace": 117, "perf_event_open": 241, "process_vm_readv": 270, "process_vm_writev": 271,
+        "pidfd_getfd": 438, "unshare": 97, "setns": 268, "memfd_create": 279, "shmget": 194,
+        "msgget": 186, "clone": 220, "clone3": 435,
+    }),
+}  # fmt: skip
+# clone() flags that make a namespace (NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET).
+_CLONE_NEW_NAMESPACES = 0x7E020000
+
+
 @functools.cache
 def _seccomp_program() -> bytes | None:
-    # Classic BPF for seccomp: deny (EPERM) the calls that let one process read or steer another.
-    # Syscall numbers: x86-64 ptrace 101, perf_event_open 298, process_vm_readv/writev 310/311;
-    # aarch64 117, 241, 270/271; pidfd_getfd is 438 on both. Other architectures run without it.
-    table = {
-        "x86_64": (0xC000003E, (101, 298, 310, 311, 438)),
-        "aarch64": (0xC00000B7, (117, 241, 270, 271, 438)),
-    }
-    if platform.machine() not in table:
+    """Classic BPF for seccomp (x86-64 and aarch64; other architectures run without it).
+
+    Refused with EPERM: the calls that let one process read or steer another (``ptrace``,
+    ``process_vm_readv/writev``, ``pidfd_getfd``, ``perf_event_open``); new namespaces
+    (``unshare``, ``setns``, ``clone`` with a ``CLONE_NEW*`` flag), where a user namespace would
+    give the code capabilities (mounts) and more of the kernel to attack; and memory that no rlimit counts
+    (``memfd_create``, System V shared memory and message queues), which would let a run hold
+    any amount of the host's memory. ``clone3`` passes its flags in memory a filter cannot read:
+    it answers ENOSYS, on which the C library falls back to ``clone`` (threads, ``fork``).
+    """
+    if platform.machine() not in _SYSCALLS:
         return None
-    audit_arch, numbers = table[platform.machine()]
-    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM
-    checks = [(jge, 0x40000000), *((jeq, n) for n in numbers)]  # >= 0x40000000: the x32 ABI
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, deny), (ld, 0, 0, 0)]
-    prog += [(op, len(checks) - i, 0, k) for i, (op, k) in enumerate(checks)]
-    prog += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
-    return b"".join(struct.pack("=HBBI", *insn) for insn in prog)
+    audit_arch, numbers = _SYSCALLS[platform.machine()]
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, deny, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+    refused = [n for name, n in numbers.items() if name not in ("clone", "clone3")]
+    # (opcode, jump-if-true label, jump-if-false label, k); a label is the name of an
+    # instruction below, None the next one.
+    prog: list[tuple[int, str | None, str | None, int]] = [
+        (ld, None, None, 4),  # seccomp_data.arch
+        (jeq, None, "deny", audit_arch),
+        (ld, None, None, 0),  # seccomp_data.nr
+        (jge, "deny", None, 0x40000000),  # the x32 ABI
+        *((jeq, "deny", None, n) for n in refused),
+        (jeq, "enosys", None, numbers["clone3"]),
+        (jeq, "clone", None, numbers["clone"]),
+        (ret, None, None, allow),
+        (ld, None, None, 16),  # "clone": the low half of args[0], its flags
+        (jset, "deny", None, _CLONE_NEW_NAMESPACES),
+        (ret, None, None, allow),
+        (ret, None, None, deny),  # "deny"
+        (ret, None, None, enosys),  # "enosys"
+    ]
+    at = {"clone": len(prog) - 5, "deny": len(prog) - 2, "enosys": len(prog) - 1}
+
+    def offset(i: int, label: str | None) -> int:
+        return 0 if label is None else at[label] - i - 1
+
+    return b"".join(
+        struct.pack("=HBBI", op, offset(i, jt), offset(i, jf), k)
+        for i, (op, jt, jf, k) in enumerate(prog)
+    )
 
 
 def _kill_group(pid: int) -> None:
