@@ -5,7 +5,8 @@ C concurrent times (C = 1, 16, 256); the time per node is the round's time over 
 executions. Beside it, for the same C, a bare LangGraph graph with three no-op nodes over the
 same state schema (``TTSState``: the reducers of candidates, usage, decisions and the ledger)
 and over a plain one-key dict state: what LangGraph itself costs per node, so what is ours
-is the difference. The ways alternate round by round; medians of wall time and of CPU time
+is the difference; and the same no-op nodes wrapped in LangChain's ``RunnableLambda``, which
+this library's nodes were before they became LangGraph's own ``RunnableCallable``. The ways alternate round by round; medians of wall time and of CPU time
 (``time.process_time``, less sensitive to other work on the machine) are printed.
 
     .venv/bin/python bench/bench_node_overhead.py [--rounds 9] [--profile]
@@ -26,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
 from tts_graph import TTSState, create_best_of_n_graph
@@ -40,14 +42,20 @@ class Plain(TypedDict, total=False):
     answer: str
 
 
-def bare_graph(schema: Any) -> Any:
+def bare_graph(schema: Any, *, wrap: bool = False) -> Any:
+    """Three no-op nodes; ``wrap`` makes each a LangChain ``RunnableLambda`` (what this
+    library's nodes were), else LangGraph wraps the function itself."""
+
     async def noop(state: Any) -> dict[str, Any]:
+        return {}
+
+    def sync_noop(state: Any) -> dict[str, Any]:
         return {}
 
     builder: StateGraph[Any] = StateGraph(schema)
     previous = START
     for name in ("a", "b", "c"):
-        builder.add_node(name, noop)
+        builder.add_node(name, RunnableLambda(sync_noop, noop, name=name) if wrap else noop)
         builder.add_edge(previous, name)
         previous = name
     builder.add_edge(previous, END)
@@ -71,6 +79,7 @@ async def measure(rounds: int) -> dict[tuple[str, int], list[tuple[float, float]
     ways: dict[str, Callable[[], Any]] = {
         "tts_graph best-of-4": ours,
         "LangGraph, TTSState": lambda: bare_graph(TTSState),
+        "LangGraph, TTSState, RunnableLambda nodes": lambda: bare_graph(TTSState, wrap=True),
         "LangGraph, plain dict": lambda: bare_graph(Plain),
     }
     graphs = {name: make() for name, make in ways.items()}
