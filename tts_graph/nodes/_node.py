@@ -6,9 +6,9 @@ Nodes are :class:`Node` objects: LangChain runnables, so ``add_node`` takes them
 alike. They are the runnable LangGraph itself makes of a function node (its
 ``RunnableCallable``, which langgraph's prebuilt nodes also build on): it reads the function's
 signature once, where LangChain's ``RunnableLambda`` reads it again on every call; a no-op
-node cost 1.5–1.6 times the CPU time that way (``bench/bench_node_overhead.py``). The synchronous path hands the node's coroutine to the
-library's portal loop (:func:`tts_graph._loops.run_sync`). A node can also be awaited
-directly: ``await node(state)``.
+node cost 1.5–1.6 times the CPU time that way (``bench/bench_node_overhead.py``). The
+synchronous path hands the node's coroutine to the library's portal loop
+(:func:`tts_graph._loops.run_sync`). A node can also be awaited directly: ``await node(state)``.
 """
 
 from __future__ import annotations
