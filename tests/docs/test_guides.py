@@ -92,5 +92,10 @@ def test_every_skipped_block_says_why():
     skipped = [(p, b) for p in PAGES for b in python_blocks(p) if b.skip]
     for page, block in skipped:
         assert 'title="' in block.info, f"{page_id(page)}:{block.line} is skipped without a title"
-    # Only code that needs a model that calls tools is not run.
-    assert {page_id(p) for p, _ in skipped} <= {"guides/add-to-an-agent.md"}
+    # Only code that needs a model that calls tools, or a LangGraph Server (the production
+    # guide's client: tests/integration/test_langgraph_server_live.py runs the same calls
+    # against a server it starts), is not run.
+    assert {page_id(p) for p, _ in skipped} <= {
+        "guides/add-to-an-agent.md",
+        "guides/production.md",
+    }
