@@ -39,12 +39,13 @@ def math_record(i, outcomes, correct, *, bin_, cap):
     }  # fmt: skip
 
 
-def write_run(root, records, *, name="best-of-4", kind="best_of_n", tail=""):
+def write_run(root, records, *, name="best-of-4", kind="best_of_n", tail="", model=None):
     root.mkdir(parents=True, exist_ok=True)
     (root / "results.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in records) + tail, encoding="utf-8"
     )
-    run = {"spec": {"strategy": {"kind": kind, "n": 4}}, "spec_name": name, "dataset": "arith",
+    spec = {"strategy": {"kind": kind, "n": 4}, "backend": {"embedded": model} if model else {}}
+    run = {"spec": spec, "spec_name": name, "dataset": "arith",
            "model": "qwen2.5-coder-0.5b", "started": 1767225600.0, "limit": len(records)}  # fmt: skip
     (root / "run.json").write_text(json.dumps(run), encoding="utf-8")
     return root
@@ -167,6 +168,15 @@ def test_compare_runs_overlays_the_runs(tmp_path):
     ) in text
     with pytest.raises(ValueError, match="at least one"):
         compare_runs([], tmp_path / "none")
+
+
+def test_runs_of_one_strategy_on_two_models_are_not_joined(tmp_path):
+    big = write_run(tmp_path / "big", records(), name="big-1", model="qwen2.5-coder-0.5b")
+    small = write_run(tmp_path / "small", records()[:2], name="small-16", model="smollm2-135m")
+    text = compare_runs([big, small], tmp_path / "cmp", **FAST).read_text(encoding="utf-8")
+    assert "| big-1 | best_of_n (qwen2.5-coder-0.5b) | 5 |" in text
+    assert "| small-16 | best_of_n (smollm2-135m) | 2 |" in text
+    assert "## Scaling across runs" not in text  # no strategy has two runs of one model
 
 
 def test_figures_with_nothing_to_draw_are_not_written(tmp_path):

@@ -131,6 +131,16 @@ def _strategy(run: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> s
     return named.most_common(1)[0][0] if named else None
 
 
+def _model(run: Mapping[str, Any]) -> str | None:
+    """The model a run used, as its spec names it (the served name, else the embedded one)."""
+    spec = run.get("spec")
+    backend = spec.get("backend") if isinstance(spec, Mapping) else None
+    if isinstance(backend, Mapping):
+        name = backend.get("model") or backend.get("embedded")
+        return str(name) if name else None
+    return None
+
+
 def _label(run: Mapping[str, Any], run_dir: Path) -> str:
     return str(run.get("spec_name") or run_dir.name)
 
@@ -544,6 +554,14 @@ def compare_runs(dirs: Sequence[str | Path], out_dir: str | Path, **options: Any
         summaries[label] = summarize(records, **options)
         strategies[label] = _strategy(run, records) or label
         sources[label] = d
+    # Runs of one strategy are joined into a curve; across models that would join points that
+    # are not one sweep, so when the runs used several models, each model's are their own.
+    models = {label: _model(run) for (_, run, _), label in zip(loaded, summaries, strict=True)}
+    if len(set(models.values())) > 1:
+        strategies = {
+            label: f"{strategy} ({models[label] or 'model not named'})"
+            for label, strategy in strategies.items()
+        }
 
     lines = ["# Comparison of runs", ""]
     level = next(iter(summaries.values()))["settings"]["level"]
