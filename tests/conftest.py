@@ -44,32 +44,30 @@ class RunningServer:
         return self.base_url.removesuffix("/v1")
 
 
-@pytest.fixture(scope="session")
-def vllm_server() -> Iterator[RunningServer]:
-    if url := os.environ.get("TTS_GRAPH_TEST_BASE_URL"):
+def _embedded_server(model: str, url_variable: str) -> Iterator[RunningServer]:
+    """The server at ``$url_variable`` when set, else the embedded ``model`` started here and
+    stopped at the end of the session."""
+    if url := os.environ.get(url_variable):
         yield RunningServer(url, None, None)
         return
-    # The fast embedded model: these tests need a server's behaviour, not a capable model.
-    server = VLLMServer(ServerConfig(model="smollm2-135m"))
+    server = VLLMServer(ServerConfig(model=model))
     server.start()
     try:
         yield RunningServer(server.base_url, server.model_params, server)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[RunningServer]:
+    """The fast embedded model: these tests need a server's behaviour, not a capable model."""
+    yield from _embedded_server("smollm2-135m", "TTS_GRAPH_TEST_BASE_URL")
 
 
 @pytest.fixture(scope="session")
 def qwen_server() -> Iterator[RunningServer]:
     """The embedded Qwen2.5-Coder-0.5B-Instruct, for what needs a capable model (tool calls)."""
-    if url := os.environ.get("TTS_GRAPH_TEST_QWEN_BASE_URL"):
-        yield RunningServer(url, None, None)
-        return
-    server = VLLMServer(ServerConfig(model="qwen2.5-coder-0.5b"))
-    server.start()
-    try:
-        yield RunningServer(server.base_url, server.model_params, server)
-    finally:
-        server.stop()
+    yield from _embedded_server("qwen2.5-coder-0.5b", "TTS_GRAPH_TEST_QWEN_BASE_URL")
 
 
 @pytest.fixture
