@@ -32,8 +32,9 @@ import openai
 
 from tts_graph import SamplingParams, VLLMBackend, create_adaptive_graph, create_best_of_n_graph
 from tts_graph.backends import Generation, GenerationRequest
-from tts_graph.backends.server import ServerConfig, VLLMServer
 from tts_graph.prompts import question_prompt
+
+from embedded_server import serving
 
 QUESTION = "What is 7+5?"
 
@@ -145,16 +146,8 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--model", default="smollm2-135m", help="the embedded model to start")
     args = parser.parse_args()
-    server = None
-    base_url = args.base_url
-    if base_url is None:
-        server = VLLMServer(ServerConfig(model=args.model)).start()
-        base_url = server.base_url
-    try:
+    with serving(args.base_url, args.model) as base_url:
         times = asyncio.run(run(base_url, args.rounds, args.max_tokens))
-    finally:
-        if server is not None:
-            server.stop()
     raw_median = statistics.median(times["raw"])
     print(
         f"best-of-16 vs one raw n=16 request, {args.rounds} interleaved rounds, max_tokens={args.max_tokens}"

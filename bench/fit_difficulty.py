@@ -23,10 +23,11 @@ from pathlib import Path
 
 from tts_graph import SamplingParams, VLLMBackend
 from tts_graph.backends import GenerationRequest
-from tts_graph.backends.server import ServerConfig, VLLMServer
 from tts_graph.nodes.difficulty import ESTIMATORS, DifficultyBins, Probe, auroc
 from tts_graph.prompts import question_prompt
 from tts_graph.verifiers.answer import extract_answer
+
+from embedded_server import serving
 
 # Scored from the probe alone (the verifier estimator needs a verifier, absent here).
 OFFLINE = {name: est for name, est in ESTIMATORS.items() if name != "verifier"}
@@ -105,16 +106,8 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--save", type=Path, help="write the per-problem rows as JSON")
     args = parser.parse_args()
-    server = None
-    base_url = args.base_url
-    if base_url is None:
-        server = VLLMServer(ServerConfig(model="smollm2-135m")).start()
-        base_url = server.base_url
-    try:
+    with serving(args.base_url) as base_url:
         rows = asyncio.run(run(base_url, args.per_level))
-    finally:
-        if server is not None:
-            server.stop()
     if args.save:
         args.save.write_text(json.dumps(rows))
     report(rows)

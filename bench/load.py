@@ -37,8 +37,9 @@ import openai
 import psutil
 
 from tts_graph import SamplingParams, VLLMBackend, create_best_of_n_graph
-from tts_graph.backends.server import ServerConfig, VLLMServer
 from tts_graph.prompts import question_prompt
+
+from embedded_server import serving
 
 MiB = 1024 * 1024
 
@@ -190,16 +191,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per round")
     parser.add_argument("--base-url")
     args = parser.parse_args()
-    server = None
-    base_url = args.base_url
-    if base_url is None:
-        server = VLLMServer(ServerConfig(model="smollm2-135m")).start()
-        base_url = server.base_url
-    try:
+    with serving(args.base_url) as base_url:
         out = asyncio.run(run(args, base_url))
-    finally:
-        if server is not None:
-            server.stop()
     results = out["results"]
     print()
     print(
