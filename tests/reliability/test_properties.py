@@ -183,6 +183,24 @@ def test_a_number_reads_as_its_exact_value_however_it_is_written(d: Decimal) -> 
         assert canonical_number(normalize_answer(spelling)) == normalize_answer(spelling)
 
 
+PLAIN_NUMBERS = st.one_of(
+    st.integers(-(10**40), 10**40).map(str),
+    st.from_regex(r"[+-]?0*[0-9]{1,25}(\.[0-9]{1,8})?", fullmatch=True),
+)
+
+
+@PROPERTY
+@given(PLAIN_NUMBERS, st.sampled_from(["", " ", "  \n"]))
+def test_a_plain_number_is_read_as_the_same_answer_bare_or_in_math(number: str, space: str) -> None:
+    # A bare number takes a shortcut past the sentence and list reading; wrapped in math
+    # delimiters it takes the full path. Both must give one answer and one vote key.
+    assert extract_answer(f"Answer: {space}{number}{space}") == extract_answer(
+        f"Answer: ${number}$"
+    )
+    assert normalize_answer(f"{space}{number}{space}") == normalize_answer(f"${number}$")
+    assert normalize_answer(number) == canonical_number(f"{number}e0")  # the Decimal path
+
+
 # ---------------------------------------------------------------------------------------------
 # Votes
 
