@@ -307,3 +307,46 @@ def test_sampling_params_validation_lists_every_problem():
         SamplingParams(temperature=-1, max_tokens=0)
     assert "temperature" in str(info.value)
     assert "max_tokens" in str(info.value)
+
+
+class Starting(Server):
+    """A server still loading: `/v1/models` fails (`models_script`: a status or an exception
+    per call) before it answers."""
+
+    def __init__(self, *models_script, **kwargs):
+        super().__init__(**kwargs)
+        self.models_script = list(models_script)
+        self.models_calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            self.models_calls += 1
+            if self.models_script:
+                answer = self.models_script.pop(0)
+                if isinstance(answer, Exception):
+                    raise answer
+                return httpx.Response(answer, text="loading")
+        return super().__call__(request)
+
+
+async def test_the_first_contact_is_retried_while_the_server_starts():
+    server = Starting(httpx.ConnectError("refused"), 503, httpx.ConnectError("refused"))
+    assert await make_backend(server, max_retries=3).check() == "tiny"
+    assert server.models_calls == 4
+
+
+async def test_the_first_contact_gives_up_after_the_retries_naming_the_server():
+    server = Starting(*[httpx.ConnectError("refused")] * 3)
+    with pytest.raises(BackendError, match=r"cannot reach a model server.*gave up after 3"):
+        await make_backend(server, max_retries=2).check()
+    assert server.models_calls == 3
+
+
+async def test_with_retry_for_s_a_dead_engine_is_waited_for():
+    # Behind a router /health fails while one replica is down; the next attempt may reach
+    # another. Without retry_for_s the first such answer stops the request (test above).
+    dead = (500, {"error": {"message": "EngineCore died"}})
+    server = Server(script=[dead, dead], health=503)
+    gen = await make_backend(server, max_retries=0, retry_for_s=30).generate(CHAT)
+    assert len(gen.completions) == 2
+    assert len(server.posts) == 3

@@ -5,7 +5,10 @@ tenacity's, on retryable failures only (connection errors, timeouts, 429, 5xx, r
 broken in transit) with jittered exponential backoff and a cap. A 5xx is followed by a look at
 ``/health``: vLLM answers 503 there once its engine has died, and from then on every request
 fails until a restart, so the client stops at once with
-:class:`~tts_graph.errors.EngineDeadError` instead of retrying.
+:class:`~tts_graph.errors.EngineDeadError` instead of retrying, unless ``retry_for_s`` asks it to
+ride out restarts (then it retries for that long: a restarted server, or behind a router
+another replica, takes the request). The first contact (``GET /v1/models``) is retried like
+any request, so a client may start while its server is still loading.
 
 What each transport fault does:
 
@@ -270,7 +273,8 @@ class VLLMBackend(BaseBackend):
     5xx) is retried ``max_retries`` times, with jittered backoff up to ``backoff_max_s``
     between attempts: about 15 s in all by default. ``retry_for_s`` keeps retrying until that
     many seconds have passed since the first attempt, so requests in flight ride out a server
-    restart (30 s to a few minutes for a small model on a CPU) instead of failing. A server
+    restart (30 s to a few minutes for a small model on a CPU) instead of failing; a dead
+    engine's 5xx is then retried too, where without it it stops at once. A server
     that refuses with ``Retry-After`` is asked again after the wait it names, at most
     ``retry_after_max_s`` (the module docstring lists what every transport fault does).
 
@@ -386,7 +390,8 @@ class VLLMBackend(BaseBackend):
         the model name. Called before the first request; call it yourself to fail early."""
         async with self._resolve_lock:
             if not self._resolved:
-                await self._resolve_model()
+                # Retried like any request: a client may start while its server still loads.
+                await self._retried(self._resolve_model)
                 self._resolved = True
         assert self._model is not None
         return self._model
@@ -403,6 +408,8 @@ class VLLMBackend(BaseBackend):
                 "start one with `tts-graph serve` or fix the base URL",
                 retryable=True,
             ) from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise await self._status_error(resp.status_code, resp.text[:200], resp.headers, url=url)
         if resp.status_code in (401, 403):
             raise ConfigError(
                 f"the server at {self.base_url} refused the API key (HTTP {resp.status_code}): "
@@ -455,10 +462,18 @@ class VLLMBackend(BaseBackend):
                 self._wait,
                 wait_random_exponential(multiplier=self._backoff[0], max=self._backoff[1]),
             ),
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(self._may_pass),
             reraise=True,
             before_sleep=self._log_retry,
         )
+
+    def _may_pass(self, exc: BaseException) -> bool:
+        """Whether a failure is worth another attempt. With ``retry_for_s`` a dead engine is
+        too: the user asked to ride out restarts, and behind a router (whose ``/health`` fails
+        while any replica is down) the next attempt may reach a live replica."""
+        if isinstance(exc, EngineDeadError):
+            return self._retry_for_s is not None
+        return _is_retryable(exc)
 
     def _wait(self, backoff: Callable[[RetryCallState], float], state: RetryCallState) -> float:
         """The backoff, or the wait the server asked for (``Retry-After``), capped."""
