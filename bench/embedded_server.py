@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tts_graph.backends.server import ServerConfig, VLLMServer
-from tts_graph.cli import _stop_on_signals
+from tts_graph.cli import stop_on_signals
 
 
 @contextmanager
@@ -17,5 +17,5 @@ def serving(base_url: str | None, model: str = "smollm2-135m") -> Iterator[str]:
     if base_url is not None:
         yield base_url
         return
-    with _stop_on_signals(), VLLMServer(ServerConfig(model=model)) as server:
+    with stop_on_signals(), VLLMServer(ServerConfig(model=model)) as server:
         yield server.base_url

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from tts_graph.state import TTSState
     from tts_graph.verifiers.base import Verifier
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
+def stop_on_signals() -> Iterator[None]:
     """Ctrl-C and SIGTERM both unwind through ``finally``, so a server this command started is
     stopped. SIGINT is set too: a shell that starts a command in the background ignores it."""
     if threading.current_thread() is not threading.main_thread():
@@ -377,7 +377,7 @@ def serve(
         max_model_len=max_model_len,
         served_model_name=served_model_name,
     )
-    with _run_log("serve", verbose) as log, _errors_as_one_line(log), _stop_on_signals():
+    with _run_log("serve", verbose) as log, _errors_as_one_line(log), stop_on_signals():
         server: VLLMServer | None = None
         try:
             server = _start_server(config, log)
@@ -639,7 +639,7 @@ def solve(
         if loaded is not None and budget.unlimited and not strict and loaded.budget is not None:
             budget = loaded.budget
         sampling = _sampling(temperature, top_p, max_tokens)
-    with _run_log("solve", verbose) as log, _errors_as_one_line(log), _stop_on_signals():
+    with _run_log("solve", verbose) as log, _errors_as_one_line(log), stop_on_signals():
         import asyncio
 
         from tts_graph.backends.server import ServerConfig

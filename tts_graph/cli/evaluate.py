@@ -17,9 +17,9 @@ from tts_graph.cli import (
     _fail,
     _run_log,
     _start_server,
-    _stop_on_signals,
     _stop_server,
     app,
+    stop_on_signals,
 )
 from tts_graph.cli.options import (
     BaseUrl,
@@ -150,7 +150,7 @@ def run_specs(
     each run folder, which a resume with other ones refuses; ``retry_for_s`` goes to the
     backend."""
     options = dataset_run_options(seed, dict(dataset_options or {}))
-    with _run_log(command, verbose) as log, _errors_as_one_line(log), _stop_on_signals():
+    with _run_log(command, verbose) as log, _errors_as_one_line(log), stop_on_signals():
         import asyncio
 
         from tts_graph.backends.server import ServerConfig
