@@ -27,6 +27,7 @@ from tts_graph.backends.base import (
     GenerationRequest,
     StreamChunk,
     TokenLogprob,
+    tool_call_chunks,
 )
 from tts_graph.budget import Usage, estimate_flops
 from tts_graph.verifiers.base import DEFAULT_CALL_TIMEOUT_S, Problem, Verdict
@@ -76,7 +77,8 @@ class FakeBackend(BaseBackend):
         gen = await self._generate(request)
         prompt = gen.usage.prompt_tokens
         sent = 0
-        words = [c.text.split() for c in gen.completions]
+        # A sample with no text (only tool calls) still sends one chunk: its calls and finish.
+        words = [c.text.split() or [""] for c in gen.completions]
         longest = max((len(w) for w in words), default=0)
         for position in range(longest):
             for c, ws in zip(gen.completions, words, strict=True):
@@ -84,8 +86,9 @@ class FakeBackend(BaseBackend):
                     continue
                 if self.stream_delay_s:
                     await asyncio.sleep(self.stream_delay_s)
-                sent += 1
-                self.streamed_tokens += 1
+                if ws[position]:
+                    sent += 1
+                    self.streamed_tokens += 1
                 last = position == len(ws) - 1
                 yield StreamChunk(
                     index=c.index,
@@ -96,6 +99,7 @@ class FakeBackend(BaseBackend):
                         prompt_tokens=prompt, completion_tokens=sent, calls=1,
                         started_at=gen.usage.started_at, ended_at=time.time(),
                     ),
+                    tool_calls=tool_call_chunks(c.tool_calls) if last else (),
                 )  # fmt: skip
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:

@@ -1,5 +1,5 @@
 """Agents as users write them, on the real server: a prebuilt agent with a real tool before and
-after swapping in TTSChatModel, graphs over messages and pydantic state, sync invoke, a graph on
+after swapping in TTSChatModel (sampling at once, and streaming samples), graphs over messages and pydantic state, sync invoke, a graph on
 a LangChain chat model (ChatModelBackend)."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tts_graph import (
     Usage,
     VLLMBackend,
     create_best_of_n_graph,
+    create_self_consistency_graph,
 )
 from tts_graph.budget import add_usage
 from tts_graph.ledger import Ledger, share_ledger
@@ -64,6 +65,24 @@ async def test_a_prebuilt_agent_keeps_its_tool_calls_after_swapping_in_tts_chat_
     assert fanout["sampled"] == 4 and select["rule"] == "majority"
     assert any(key.startswith("tool:") for key in select["votes"])
     assert 0 < call.usage_metadata["total_tokens"] <= 6000
+    await backend.aclose()
+
+
+async def test_an_agent_keeps_its_tool_calls_when_the_samples_are_streamed(qwen_server):
+    # Self-consistency streams one-sample requests: the server sends each tool call in pieces.
+    backend = VLLMBackend(qwen_server.base_url)
+    graph = create_self_consistency_graph(
+        backend, stop="beta", max_samples=4, state_schema=ChatState,
+        sampling=SamplingParams(temperature=0.7, max_tokens=96),
+    )  # fmt: skip
+    model = TTSChatModel(graph=graph.compile(), budget=Budget(max_total_tokens=8000))
+    question = {"messages": [HumanMessage("What is 1234 + 4321?")]}
+    after = await create_agent(model, tools=[add], system_prompt=SYSTEM).ainvoke(question)
+    call, result = tool_result(after)
+    assert call.tool_calls[0]["name"] == "add" and result.content == "5555"
+    summary = call.response_metadata["tts_graph"]["decisions"][-2]
+    assert summary["kind"] == "consistency" and summary["drawn"] >= 1
+    assert any(key.startswith("tool:") for key in summary["votes"])
     await backend.aclose()
 
 

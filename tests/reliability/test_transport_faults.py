@@ -25,6 +25,7 @@ from tts_graph.backends.base import (
     Generation,
     GenerationRequest,
     SamplingParams,
+    StreamedSample,
 )
 from tts_graph.backends.vllm import VLLMBackend
 from tts_graph.budget import Budget, Usage
@@ -406,6 +407,41 @@ async def test_a_stream_cut_before_any_text_is_sent_again_and_counted_once():
     assert "".join(c.text for c in chunks if c.index == 0) == "ab"
     assert "".join(c.text for c in chunks if c.index == 1) == "xy"
     assert ledger.spent.completion_tokens == 4 and ledger.spent.calls == 1
+
+
+def tool_event(pieces: list[dict[str, Any]], tokens: int, finish: str | None = None) -> bytes:
+    chunk = {
+        "id": "s",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "tiny",
+        "choices": [{"index": 0, "delta": {"tool_calls": pieces}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens},
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def test_tool_calls_streamed_in_pieces_are_joined_call_by_call():
+    def fn(index: int, **function: str) -> dict[str, Any]:
+        return {"index": index, "function": function}
+
+    events = [
+        event(0, None, 0),
+        tool_event([{**fn(0, name="add", arguments=""), "id": "c1", "type": "function"}], 1),
+        tool_event([fn(0, arguments='{"a": 1')], 2),
+        tool_event([{**fn(1, name="mul", arguments='{"a"'), "id": "c2", "type": "function"}], 3),
+        tool_event([fn(0, arguments=', "b": 2}'), fn(1, arguments=": 3}")], 4, "tool_calls"),
+        final(4),
+    ]
+    sample = StreamedSample()
+    async for chunk in backend_on(Server(sse(events))).stream(request(n=1)):
+        sample.add(chunk)
+    done = sample.completion()
+    assert [(c["name"], c["args"], c["id"]) for c in done.tool_calls] == [
+        ("add", {"a": 1, "b": 2}, "c1"),
+        ("mul", {"a": 3}, "c2"),
+    ]
+    assert done.finish_reason == "tool_calls" and done.completion_tokens == 4
 
 
 async def test_a_stream_with_a_malformed_event_is_an_error():

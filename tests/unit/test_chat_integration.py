@@ -1,5 +1,6 @@
 """TTSChatModel in an agent, ChatModelBackend over LangChain chat models, a graph as a tool."""
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -20,10 +21,12 @@ from tts_graph import (
     ConfigError,
     TTSChatModel,
     create_best_of_n_graph,
+    create_confidence_graph,
+    create_self_consistency_graph,
 )
 from tts_graph.backends import Completion, GenerationRequest, SamplingParams
 from tts_graph.integrations.tool import graph_as_tool
-from tts_graph.testing import FakeBackend
+from tts_graph.testing import FakeBackend, completion_with_confidence
 
 
 @tool
@@ -60,6 +63,41 @@ async def test_an_agent_gains_test_time_scaling_by_swapping_its_model():
     assert [d["kind"] for d in meta["decisions"]] == ["fanout", "select"]
     assert answer.usage_metadata["output_tokens"] == 3 * 2
     assert len(backend.requests) == 2  # one n=3 request per model call
+
+
+def streamed_agent_server(request: GenerationRequest, i: int) -> Completion:
+    """agent_server for graphs that stream one-sample requests: the seed tells samples apart
+    (seeds 1, 4, 7, ... say add(7, 6)), and every token is confident."""
+    said = agent_server(request, 1 if request.sampling.seed % 3 == 1 else 0)
+    confident = completion_with_confidence(said.text or "call", 5.0)
+    return dataclasses.replace(
+        said, index=i, logprobs=confident.logprobs, completion_tokens=confident.completion_tokens
+    )
+
+
+STREAMED_GRAPHS = {
+    "self-consistency": lambda backend: create_self_consistency_graph(
+        backend, stop="beta", max_samples=8, state_schema=ChatState
+    ),
+    "online DeepConf": lambda backend: create_confidence_graph(
+        backend, mode="online", n=6, warmup=2, state_schema=ChatState
+    ),
+}
+
+
+@pytest.mark.parametrize("make", STREAMED_GRAPHS.values(), ids=STREAMED_GRAPHS.keys())
+async def test_an_agent_keeps_its_tool_calls_with_a_strategy_that_streams_its_samples(make):
+    # Streamed samples carry their tool calls in pieces; joined, they vote like answers.
+    backend = FakeBackend(streamed_agent_server)
+    model = TTSChatModel(graph=make(backend).compile())
+    agent = create_agent(model, tools=[add])
+    state = await agent.ainvoke({"messages": [HumanMessage("What is 7+5?")]})
+    call, result, answer = state["messages"][1:]
+    assert call.tool_calls[0]["args"] == {"a": 7, "b": 5}  # the majority's call
+    assert isinstance(result, ToolMessage) and result.content == "12"
+    assert answer.content == "Answer: 12"
+    votes = [d["votes"] for d in call.response_metadata["tts_graph"]["decisions"] if "votes" in d]
+    assert votes and all(key.startswith("tool:") for key in votes[-1])
 
 
 async def test_streaming_yields_the_chosen_message():

@@ -39,6 +39,7 @@ __all__ = [
     "Message",
     "SamplingParams",
     "StreamChunk",
+    "StreamedSample",
     "TokenLogprob",
     "metered",
 ]
@@ -193,14 +194,90 @@ class Generation:
 @dataclass(frozen=True)
 class StreamChunk:
     """Part of a streamed reply: the new ``text`` of sample ``index`` with its tokens' log-probs,
-    its ``finish_reason`` once it ends, and the request's ``usage`` so far (cumulative over all
-    its samples) when the server reports it. A chunk with ``index=-1`` carries only usage."""
+    pieces of its tool calls, its ``finish_reason`` once it ends, and the request's ``usage`` so
+    far (cumulative over all its samples) when the server reports it. A chunk with
+    ``index=-1`` carries only usage.
+
+    ``tool_calls`` are pieces in LangChain's ``ToolCallChunk`` form (``{"name", "args", "id",
+    "index"}``, ``args`` a piece of the arguments' JSON text): the pieces with one ``index``
+    make one call. :class:`StreamedSample` joins them.
+    """
 
     index: int
     text: str = ""
     logprobs: tuple[TokenLogprob, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+
+
+def tool_call(name: str | None, arguments: str | None, call_id: str | None) -> dict[str, Any]:
+    """A tool call in LangChain's form from a server's name, arguments (JSON text) and id;
+    arguments that are not a JSON object are kept as text (``{"__raw__": ...}``) or as the value
+    they are (``{"__value__": ...}``), so a vote can still tell calls apart.
+
+    >>> tool_call("add", '{"a": 1}', "c1")
+    {'name': 'add', 'args': {'a': 1}, 'id': 'c1', 'type': 'tool_call'}
+    """
+    raw = arguments or "{}"
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        args = {"__raw__": raw}
+    if not isinstance(args, dict):
+        args = {"__value__": args}
+    return {"name": name, "args": args, "id": call_id, "type": "tool_call"}
+
+
+def tool_call_chunks(calls: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Whole tool calls (LangChain's form) as stream pieces, one per call: what a backend that
+    does not stream sends in its one chunk per sample."""
+    return tuple(
+        {"name": c.get("name"), "args": json.dumps(c.get("args", {})), "id": c.get("id"),
+         "index": k}
+        for k, c in enumerate(calls)
+    )  # fmt: skip
+
+
+@dataclass
+class StreamedSample:
+    """One sample put together from the chunks of its own stream: text, log-probs, finish reason, tool
+    calls (their pieces joined by ``index`` as they arrive) and the tokens the server counted.
+
+    >>> sample = StreamedSample()
+    >>> sample.add(StreamChunk(0, tool_calls=({"name": "add", "args": '{"a": ', "id": "c1", "index": 0},)))
+    >>> sample.add(StreamChunk(0, tool_calls=({"args": "1}", "index": 0},), finish_reason="tool_calls"))
+    >>> sample.completion().tool_calls
+    ({'name': 'add', 'args': {'a': 1}, 'id': 'c1', 'type': 'tool_call'},)
+    """
+
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    tokens: int = 0
+    _calls: dict[int, list[Any]] = field(default_factory=dict)  # index -> [name, args, id]
+
+    def add(self, chunk: StreamChunk) -> None:
+        """Add a chunk of a one-sample stream (so its usage is this sample's)."""
+        if chunk.usage is not None:
+            self.tokens = chunk.usage.completion_tokens
+        if chunk.index < 0:
+            return
+        self.text.append(chunk.text)
+        self.logprobs.extend(chunk.logprobs)
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+        for piece in chunk.tool_calls:
+            call = self._calls.setdefault(int(piece.get("index") or 0), [None, "", None])
+            call[0] = call[0] or piece.get("name")
+            call[1] += piece.get("args") or ""
+            call[2] = call[2] or piece.get("id")
+
+    def completion(self, index: int = 0) -> Completion:
+        return Completion(
+            index=index, text="".join(self.text), finish_reason=self.finish_reason,
+            completion_tokens=self.tokens, logprobs=tuple(self.logprobs) or None,
+            tool_calls=tuple(tool_call(*self._calls[k]) for k in sorted(self._calls)),
+        )  # fmt: skip
 
 
 @runtime_checkable
@@ -276,7 +353,10 @@ class BaseBackend(abc.ABC):
         sample as one chunk: override it where the server streams."""
         gen = await self._generate(request)
         for c in gen.completions:
-            yield StreamChunk(c.index, c.text, c.logprobs or (), c.finish_reason, gen.usage)
+            yield StreamChunk(
+                c.index, c.text, c.logprobs or (), c.finish_reason, gen.usage,
+                tool_calls=tool_call_chunks(c.tool_calls),
+            )  # fmt: skip
 
     def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
         """Stream ``request``, charged to the run's budget when called inside a node.

@@ -78,6 +78,7 @@ from tts_graph.backends.base import (
     GenerationRequest,
     StreamChunk,
     TokenLogprob,
+    tool_call,
 )
 from tts_graph.backends.server import count_parameters
 from tts_graph.budget import Usage, estimate_flops
@@ -220,10 +221,21 @@ def _token_logprobs(items: Any) -> tuple[TokenLogprob, ...]:
 
 
 def _stream_chunk(choice: Any, *, chat: bool, usage: Usage | None) -> StreamChunk:
+    calls: tuple[dict[str, Any], ...] = ()
     if chat:
-        text = choice.delta.content or "" if choice.delta is not None else ""
+        delta = choice.delta
+        text = delta.content or "" if delta is not None else ""
         lp = choice.logprobs.content if choice.logprobs is not None else None
         logprobs = _token_logprobs(lp)
+        calls = tuple(
+            {
+                "name": t.function.name if t.function else None,
+                "args": t.function.arguments if t.function else None,
+                "id": t.id,
+                "index": t.index,
+            }
+            for t in (delta.tool_calls or () if delta is not None else ())
+        )
     else:
         text = choice.text or ""
         logprobs = ()
@@ -233,19 +245,8 @@ def _stream_chunk(choice: Any, *, chat: bool, usage: Usage | None) -> StreamChun
         logprobs=logprobs,
         finish_reason=choice.finish_reason,
         usage=usage,
+        tool_calls=calls,
     )
-
-
-def _tool_call(call: Any) -> dict[str, Any]:
-    """A server's tool call in LangChain's form; arguments that are not JSON are kept as text."""
-    raw = call.function.arguments or "{}"
-    try:
-        args = json.loads(raw)
-    except ValueError:
-        args = {"__raw__": raw}
-    if not isinstance(args, dict):
-        args = {"__value__": args}
-    return {"name": call.function.name, "args": args, "id": call.id, "type": "tool_call"}
 
 
 def _local_parameters(root: str) -> int | None:
@@ -611,7 +612,12 @@ class VLLMBackend(BaseBackend):
                     part = _stream_chunk(choice, chat=chat, usage=usage)
                     if part.finish_reason is not None:
                         progress.finished.add(part.index)
-                    if part.text or part.logprobs or part.finish_reason is not None:
+                    if (
+                        part.text
+                        or part.logprobs
+                        or part.tool_calls
+                        or part.finish_reason is not None
+                    ):
                         progress.delivered = True
                     yield part
         except openai.APIError as exc:
@@ -916,7 +922,10 @@ class VLLMBackend(BaseBackend):
             reasoning = getattr(choice.message, "reasoning", None) or getattr(
                 choice.message, "reasoning_content", None
             )
-            tool_calls = tuple(_tool_call(t) for t in choice.message.tool_calls or ())
+            tool_calls = tuple(
+                tool_call(t.function.name, t.function.arguments, t.id)
+                for t in choice.message.tool_calls or ()
+            )
             if choice.logprobs is not None and choice.logprobs.content is not None:
                 logprobs = _token_logprobs(choice.logprobs.content)
         else:

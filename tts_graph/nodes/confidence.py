@@ -88,6 +88,7 @@ from tts_graph.backends.base import (
     GenerationRequest,
     Message,
     SamplingParams,
+    StreamedSample,
     TokenLogprob,
     metered,
 )
@@ -311,9 +312,7 @@ class _Trace:
     started: bool = False
     finished: bool = False
     stopped: bool = False
-    tokens: int = 0
-    finish_reason: str | None = None
-    text: list[str] = field(default_factory=list)
+    sample: StreamedSample = field(default_factory=StreamedSample)  # text, tool calls, tokens
     sampled: list[float] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
     lowest_window: float = math.inf
@@ -333,6 +332,10 @@ class _Trace:
                 self._window_sum -= self.confidences[-self.window - 1]
             if len(self.confidences) >= self.window:
                 self.lowest_window = min(self.lowest_window, self._window_sum / self.window)
+
+    @property
+    def tokens(self) -> int:
+        return self.sample.tokens
 
     @property
     def lowest(self) -> float | None:
@@ -385,13 +388,10 @@ class _Traces:
                 request = GenerationRequest.chat(self.messages, sampling=params, tools=self.tools)
                 async with contextlib.aclosing(self.model.stream(request)) as chunks:
                     async for chunk in chunks:
-                        if chunk.usage is not None:
-                            trace.tokens = chunk.usage.completion_tokens
+                        trace.sample.add(chunk)
                         if chunk.index < 0:
                             continue
-                        trace.text.append(chunk.text)
                         trace.add(chunk.logprobs)
-                        trace.finish_reason = chunk.finish_reason or trace.finish_reason
                         if chunk.finish_reason is None and self._falls_below(trace):
                             self._stop(trace)
                             break  # closing the stream aborts the request on the server
@@ -479,7 +479,8 @@ class _Traces:
             left = [t for t in owner if not t.done()]
             for task in left:
                 task.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
+            # Every task, so an error nobody looked at (the loop raised first) is taken too.
+            await asyncio.gather(*owner, return_exceptions=True)
             for trace in owner.values():
                 if trace.finished:
                     continue
@@ -522,15 +523,17 @@ def _vote(
     confidence: dict[int, float | None] = {}
     made: list[Candidate] = []
     for t in drawn:
-        text = "".join(t.text)
+        sample = t.sample.completion()
+        text = sample.text
         conf = trace_confidence(t.confidences, window=settings.window, measure=settings.measure)
         confidence[t.index] = conf
         made.append(
             Candidate(
                 index=t.index, text=text, answer=None if t.stopped else read_answer(text),
                 source=settings.name, seed=t.seed, completion_tokens=t.tokens,
-                finish_reason=t.finish_reason, score=conf,
+                finish_reason=sample.finish_reason, score=conf,
                 mean_logprob=sum(t.sampled) / len(t.sampled) if t.sampled else None,
+                tool_calls=() if t.stopped else sample.tool_calls,
             )
         )  # fmt: skip
 

@@ -44,11 +44,10 @@ from typing import Any, Literal
 from tts_graph.backends.base import (
     Backend,
     BaseBackend,
-    Completion,
     GenerationRequest,
     Message,
     SamplingParams,
-    TokenLogprob,
+    StreamedSample,
     metered,
 )
 from tts_graph.candidate import Candidate, next_index
@@ -250,23 +249,13 @@ class _Sampling:
         params = dataclasses.replace(self.base, seed=self.seed + i)
         request = GenerationRequest.chat(self.messages, sampling=params, tools=self.tools)
         async with slots:
-            text: list[str] = []
-            logprobs: list[TokenLogprob] = []
-            finish: str | None = None
+            sample = StreamedSample()
             self.streamed[i] = 0
             async with contextlib.aclosing(self.model.stream(request)) as chunks:
                 async for chunk in chunks:
-                    if chunk.index < 0:
-                        continue
-                    text.append(chunk.text)
-                    logprobs.extend(chunk.logprobs)
-                    finish = chunk.finish_reason or finish
-                    if chunk.usage is not None:
-                        self.streamed[i] = chunk.usage.completion_tokens
-        completion = Completion(
-            index=0, text="".join(text), finish_reason=finish,
-            completion_tokens=self.streamed[i], logprobs=tuple(logprobs) or None,
-        )  # fmt: skip
+                    sample.add(chunk)
+                    self.streamed[i] = sample.tokens
+        completion = sample.completion()
         return Candidate.from_completion(
             completion, index=i, answer=self.read_answer(completion.text), source=self.source,
             seed=params.seed,
@@ -289,7 +278,9 @@ class _Sampling:
         running = [t for t in self.tasks if not t.done()]
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        # All of them: one that failed after the vote stopped listening still has its error
+        # taken, or asyncio reports it as never retrieved.
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         self.cancelled = len(running)
         for i, task in enumerate(self.tasks):
             if task in running:
