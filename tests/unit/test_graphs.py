@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -345,7 +349,9 @@ async def test_a_nested_graph_keeps_the_outer_ledger_and_a_new_thread_turn_start
     assert second["usage"].calls == 2 and len(second["candidates"]) == 2
 
 
-async def test_a_per_candidate_fanout_resumes_without_redoing_finished_candidates():
+async def interrupted_and_resumed() -> tuple[list[int], list[str | None]]:
+    """A per-candidate fan-out of 4 cancelled while candidates 2 and 3 are running, then
+    resumed from its checkpoint: the seeds each request was sent with, and the answers."""
     started: list[int] = []
     release = asyncio.Event()
     all_started = asyncio.Event()
@@ -372,6 +378,27 @@ async def test_a_per_candidate_fanout_resumes_without_redoing_finished_candidate
         await run
     release.set()
     state = await graph.ainvoke(None, config)  # resume
-    assert sorted(started) == [0, 1, 2, 2, 3, 3]  # only the unfinished candidates ran again
-    assert sorted(c.answer for c in state["candidates"]) == ["0", "1", "2", "3"]
     assert state["answer"] is not None
+    return sorted(started), sorted(c.answer for c in state["candidates"])
+
+
+async def test_a_per_candidate_fanout_resumes_without_redoing_finished_candidates():
+    started, answers = await interrupted_and_resumed()
+    assert started == [0, 1, 2, 2, 3, 3]  # only the unfinished candidates ran again
+    assert answers == ["0", "1", "2", "3"]
+
+
+def test_it_resumes_under_langgraphs_strict_checkpoint_loading():
+    # LANGGRAPH_STRICT_MSGPACK=true loads only classes found in the graph's schemas; the
+    # pending Send payloads of the unfinished branches are in the checkpoint too.
+    script = (
+        "import asyncio; from test_graphs import interrupted_and_resumed; "
+        "print(asyncio.run(interrupted_and_resumed()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).parent, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "([0, 1, 2, 2, 3, 3], ['0', '1', '2', '3'])"
+    assert "Blocked deserialization" not in done.stderr

@@ -27,7 +27,6 @@ from tts_graph.graphs._compose import make_graph_node
 from tts_graph.graphs._schema import check_schema
 from tts_graph.nodes._node import read_state
 from tts_graph.nodes.fanout import make_fanout_node
-from tts_graph.nodes.send import BranchTask
 from tts_graph.nodes.start import make_start_node
 from tts_graph.state import StateKeys
 from tts_graph.tracing import strategy_metadata
@@ -77,11 +76,9 @@ class Policies:
 
 def cache_key(keys: StateKeys, state: Any) -> bytes:
     """What a model node's result depends on: the question or conversation (by role and
-    content), the reference, the budget and the candidates so far (by index, text and answer);
-    for one candidate's ``Send`` branch, also its index and seed. Not the run's live accounting
-    (ledger, usage, decisions), nor ids that are new each run."""
-    if isinstance(state, BranchTask):
-        return pickle.dumps((cache_key(keys, state.state), state.index, state.seed), protocol=5)
+    content), the reference, the budget and the candidates so far (by index, text and answer).
+    Not the run's live accounting (ledger, usage, decisions), nor ids that are new each run. (A
+    candidate's ``Send`` branch adds its index and seed: see :mod:`tts_graph.nodes.send`.)"""
     view = read_state(state)
     messages = [(m.type, m.content) for m in view.get(keys.messages) or ()]
     candidates = [(c.index, c.text, c.answer) for c in view.get(keys.candidates) or ()]

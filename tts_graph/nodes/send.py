@@ -10,12 +10,13 @@ straight to the target, so the graph still finishes with the best answer so far 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, Send
+from langgraph.types import CachePolicy, Command, Send
 
 from tts_graph.backends.base import Backend, GenerationRequest, SamplingParams, metered
 from tts_graph.candidate import Candidate, next_index
@@ -43,15 +44,30 @@ class Branch:
     system: str | None = None
 
 
-@dataclass(frozen=True)
-class BranchTask:
+class BranchTask(TypedDict):
     """The payload of one ``Send`` branch: the graph state it works on and which candidate it
-    makes (its index, seed and branch settings). Plumbing, not a state key."""
+    makes (its index, seed and branch settings). Plumbing, not a state key.
+
+    A plain dict, not a class of its own: a checkpointer stores pending ``Send`` payloads, and
+    LangGraph loads only the classes it can find in the graph's schemas (strict msgpack mode
+    refuses any other; the default mode warns that it will).
+    """
 
     state: Mapping[str, Any]
     index: int
     seed: int
     branch: int
+
+
+def _branch_cache(cache: CachePolicy[Any]) -> CachePolicy[Any]:
+    """The cache policy of the branch node: the graph's key of the state it works on, and which
+    candidate it makes."""
+    state_key = cache.key_func
+
+    def key(task: BranchTask) -> bytes:
+        return pickle.dumps((state_key(task["state"]), task["index"], task["seed"]), protocol=5)
+
+    return dataclasses.replace(cache, key_func=key)
 
 
 def add_send_fanout(
@@ -138,14 +154,14 @@ def add_send_fanout(
         reason = None if k == n else ("wall time" if limit == "wall time" else "budget")
         record = decision(
             name, "fanout", mode="send", requested=n, sampled=k, skipped=n - k, reason=reason,
-            limit=limit, seeds=[t.seed for t in tasks],
+            limit=limit, seeds=[t["seed"] for t in tasks],
         )  # fmt: skip
         goto: Any = [Send(branch_node, t) for t in tasks] if tasks else target
         return Command(update={keys.decisions: [record]}, goto=goto)
 
     async def one_branch(task: BranchTask) -> dict[str, Any]:
-        state = task.state
-        params, system = branch_params(task.branch)
+        state, index, branch = task["state"], task["index"], task["branch"]
+        params, system = branch_params(branch)
         messages = build_prompt(state)
         if system is not None:
             messages = [{"role": "system", "content": system}] + [
@@ -160,8 +176,8 @@ def add_send_fanout(
                 gen = await model.generate(request)
                 c = gen.completions[0]
                 candidate = Candidate.from_completion(
-                    c, index=task.index, answer=read_answer(c.text), source=name, seed=params.seed,
-                    metadata={"branch": task.branch % len(branches),
+                    c, index=index, answer=read_answer(c.text), source=name, seed=params.seed,
+                    metadata={"branch": branch % len(branches),
                               "temperature": params.temperature},
                 )  # fmt: skip
                 if verifier is not None:
@@ -173,7 +189,7 @@ def add_send_fanout(
                 reason = spent.stopped(exc)
                 update[keys.decisions] = [
                     decision(
-                        name, "fanout_branch", index=task.index, sampled=int(candidate is not None),
+                        name, "fanout_branch", index=index, sampled=int(candidate is not None),
                         verified=False, reason=reason,
                     )
                 ]  # fmt: skip
@@ -184,9 +200,11 @@ def add_send_fanout(
         return update
 
     builder.add_node(name, make_node(plan, name), destinations=(branch_node, target))
+    options = dict(node_options or {})
+    if options.get("cache_policy") is not None:
+        options["cache_policy"] = _branch_cache(options["cache_policy"])
     builder.add_node(
-        branch_node, make_node(one_branch, branch_node, read=lambda task: task),
-        **dict(node_options or {}),
-    )  # fmt: skip
+        branch_node, make_node(one_branch, branch_node, read=lambda task: task), **options
+    )
     builder.add_edge(source, name)
     builder.add_edge(branch_node, target)
