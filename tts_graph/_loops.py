@@ -51,6 +51,13 @@ class LoopLocal(Generic[T]):
                 self._by_loop[loop] = self._factory()
             return self._by_loop[loop]
 
+    def take_all(self) -> list[tuple[asyncio.AbstractEventLoop, T]]:
+        """Every loop's object, forgotten here (the next :meth:`get` makes a new one)."""
+        with self._lock:
+            taken = list(self._by_loop.items())
+            self._by_loop.clear()
+        return taken
+
     def current(self) -> T | None:
         """The object of the running loop, if one was made."""
         try:

@@ -1,5 +1,6 @@
 """VLLMBackend against httpx.MockTransport: request shape, parsing, retries, error classes."""
 
+import asyncio
 import json
 
 import httpx
@@ -8,6 +9,7 @@ import pytest
 from tts_graph.backends.base import GenerationRequest, SamplingParams
 from tts_graph.backends.vllm import VLLMBackend
 from tts_graph.errors import BackendError, ConfigError, EngineDeadError
+from tts_graph.graphs import create_best_of_n_graph
 
 BASE = "http://vllm.test/v1"
 MODELS = {"object": "list", "data": [{"id": "tiny", "object": "model", "root": "/nonexistent"}]}
@@ -350,3 +352,41 @@ async def test_with_retry_for_s_a_dead_engine_is_waited_for():
     gen = await make_backend(server, max_retries=0, retry_for_s=30).generate(CHAT)
     assert len(gen.completions) == 2
     assert len(server.posts) == 3
+
+
+@pytest.fixture
+def clients_made(monkeypatch):
+    """Every HTTP client a backend makes for itself, answered by a fake server."""
+    made: list[httpx.AsyncClient] = []
+
+    class Recorded(httpx.AsyncClient):
+        def __init__(self, **options):
+            super().__init__(transport=httpx.MockTransport(Server()), **options)
+            made.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", Recorded)
+    return made
+
+
+def test_aclose_closes_the_clients_of_the_callers_loop_and_of_synchronous_calls(clients_made):
+    backend = VLLMBackend(BASE)
+    graph = create_best_of_n_graph(backend, n=2).compile()
+    graph.invoke({"question": "q"})  # runs on the library's loop for synchronous callers
+
+    async def run_then_close():
+        await graph.ainvoke({"question": "q"})  # this loop's own client
+        await backend.aclose()
+
+    asyncio.run(run_then_close())
+    assert len(clients_made) == 2
+    assert all(client.is_closed for client in clients_made)
+
+
+def test_a_backend_used_synchronously_closes_as_a_context_manager(clients_made):
+    with VLLMBackend(BASE) as backend:
+        create_best_of_n_graph(backend, n=2).compile().invoke({"question": "q"})
+    assert len(clients_made) == 1 and clients_made[0].is_closed
+    # It can be used again: a new client.
+    create_best_of_n_graph(backend, n=2).compile().invoke({"question": "q"})
+    backend.close()
+    assert len(clients_made) == 2 and clients_made[1].is_closed

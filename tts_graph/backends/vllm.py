@@ -69,7 +69,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from tts_graph._loops import LoopLocal
+from tts_graph._loops import LoopLocal, run_sync
 from tts_graph._secrets import auth_headers, cause_without, check_url, redact, resolve_api_key
 from tts_graph.backends.base import (
     BaseBackend,
@@ -740,17 +740,35 @@ class VLLMBackend(BaseBackend):
         return await self._retried(once)
 
     async def aclose(self) -> None:
-        """Close the HTTP client this backend made for the running event loop (a client passed
-        in stays open)."""
-        conn = self._conns.current()
-        if self._owns_http and conn is not None:
-            await conn.http.aclose()
+        """Close the HTTP clients this backend made, one per event loop it served: the caller's
+        and the one synchronous calls (``graph.invoke``) run on. A client passed in as
+        ``http_client`` stays open. The backend can be used again afterwards."""
+        if not self._owns_http:
+            return
+        running = asyncio.get_running_loop()
+        for loop, conn in self._conns.take_all():
+            if loop is running:
+                await conn.http.aclose()
+            elif loop.is_running():  # another thread's loop: close the client there
+                closing = asyncio.run_coroutine_threadsafe(conn.http.aclose(), loop)
+                await asyncio.wrap_future(closing)
+            # A client on a loop that is not running can no longer be closed; it is dropped.
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code."""
+        run_sync(self.aclose())
 
     async def __aenter__(self) -> VLLMBackend:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def __enter__(self) -> VLLMBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     async def _send(self, request: GenerationRequest, *, stream: bool = False) -> Any:
         s = request.sampling
