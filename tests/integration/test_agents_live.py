@@ -69,21 +69,21 @@ async def test_a_prebuilt_agent_keeps_its_tool_calls_after_swapping_in_tts_chat_
 
 
 async def test_an_agent_keeps_its_tool_calls_when_the_samples_are_streamed(qwen_server):
-    # Self-consistency streams one-sample requests: the server sends each tool call in pieces.
-    backend = VLLMBackend(qwen_server.base_url)
-    graph = create_self_consistency_graph(
-        backend, stop="beta", max_samples=4, state_schema=ChatState,
-        sampling=SamplingParams(temperature=0.7, max_tokens=96),
-    )  # fmt: skip
-    model = TTSChatModel(graph=graph.compile(), budget=Budget(max_total_tokens=8000))
-    question = {"messages": [HumanMessage("What is 1234 + 4321?")]}
-    after = await create_agent(model, tools=[add], system_prompt=SYSTEM).ainvoke(question)
+    # Self-consistency streams one-sample requests: the calls arrive in pieces, or (this model
+    # mostly writes them as bare JSON) as text that is read as the call once the sample ends.
+    async with VLLMBackend(qwen_server.base_url) as backend:
+        graph = create_self_consistency_graph(
+            backend, stop="beta", max_samples=4, state_schema=ChatState,
+            sampling=SamplingParams(temperature=0.7, max_tokens=96),
+        )  # fmt: skip
+        model = TTSChatModel(graph=graph.compile(), budget=Budget(max_total_tokens=8000))
+        question = {"messages": [HumanMessage("What is 1234 + 4321?")]}
+        after = await create_agent(model, tools=[add], system_prompt=SYSTEM).ainvoke(question)
     call, result = tool_result(after)
     assert call.tool_calls[0]["name"] == "add" and result.content == "5555"
     summary = call.response_metadata["tts_graph"]["decisions"][-2]
     assert summary["kind"] == "consistency" and summary["drawn"] >= 1
     assert any(key.startswith("tool:") for key in summary["votes"])
-    await backend.aclose()
 
 
 async def test_tts_chat_model_streams_the_chosen_message(backend):
@@ -123,10 +123,11 @@ async def test_a_pydantic_state_graph_on_the_server(backend):
 
 
 def test_sync_invoke_on_the_server(vllm_server):
-    backend = VLLMBackend(vllm_server.base_url)
-    graph = create_best_of_n_graph(backend, n=2, sampling=SamplingParams(max_tokens=32)).compile()
-    first = graph.invoke({"question": "What is 7+5?"})
-    second = graph.invoke({"question": "What is 2+2?"})  # the same backend, again
+    with VLLMBackend(vllm_server.base_url) as backend:
+        sampling = SamplingParams(max_tokens=32)
+        graph = create_best_of_n_graph(backend, n=2, sampling=sampling).compile()
+        first = graph.invoke({"question": "What is 7+5?"})
+        second = graph.invoke({"question": "What is 2+2?"})  # the same backend, again
     assert first["usage"].calls == second["usage"].calls == 1
     assert len(first["candidates"]) == len(second["candidates"]) == 2
 

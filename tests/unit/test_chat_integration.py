@@ -1,6 +1,7 @@
 """TTSChatModel in an agent, ChatModelBackend over LangChain chat models, a graph as a tool."""
 
 import dataclasses
+import functools
 import json
 import logging
 from typing import Any
@@ -65,10 +66,16 @@ async def test_an_agent_gains_test_time_scaling_by_swapping_its_model():
     assert len(backend.requests) == 2  # one n=3 request per model call
 
 
-def streamed_agent_server(request: GenerationRequest, i: int) -> Completion:
+def streamed_agent_server(request: GenerationRequest, i: int, *, bare: bool = False) -> Completion:
     """agent_server for graphs that stream one-sample requests: the seed tells samples apart
-    (seeds 1, 4, 7, ... say add(7, 6)), and every token is confident."""
+    (seeds 1, 4, 7, ... say add(7, 6)), and every token is confident. ``bare``: the model
+    writes its call as a JSON object in its text, as small models do."""
     said = agent_server(request, 1 if request.sampling.seed % 3 == 1 else 0)
+    if bare and said.tool_calls:
+        call = said.tool_calls[0]
+        said = dataclasses.replace(
+            said, text=json.dumps({"name": call["name"], "arguments": call["args"]}), tool_calls=()
+        )
     confident = completion_with_confidence(said.text or "call", 5.0)
     return dataclasses.replace(
         said, index=i, logprobs=confident.logprobs, completion_tokens=confident.completion_tokens
@@ -85,10 +92,12 @@ STREAMED_GRAPHS = {
 }
 
 
+@pytest.mark.parametrize("bare", [False, True], ids=["in pieces", "as bare JSON text"])
 @pytest.mark.parametrize("make", STREAMED_GRAPHS.values(), ids=STREAMED_GRAPHS.keys())
-async def test_an_agent_keeps_its_tool_calls_with_a_strategy_that_streams_its_samples(make):
-    # Streamed samples carry their tool calls in pieces; joined, they vote like answers.
-    backend = FakeBackend(streamed_agent_server)
+async def test_an_agent_keeps_its_tool_calls_with_a_strategy_that_streams_its_samples(make, bare):
+    # Streamed samples carry their tool calls in pieces, or (a small model) as a JSON object
+    # in their text; either way the calls vote like answers.
+    backend = FakeBackend(functools.partial(streamed_agent_server, bare=bare))
     model = TTSChatModel(graph=make(backend).compile())
     agent = create_agent(model, tools=[add])
     state = await agent.ainvoke({"messages": [HumanMessage("What is 7+5?")]})

@@ -13,10 +13,12 @@ import asyncio
 import dataclasses
 import json
 import math
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from tts_graph.backends.tool_calls import bare_calls
 from tts_graph.budget import Usage
 from tts_graph.errors import (
     BackendError,
@@ -244,6 +246,12 @@ class StreamedSample:
     """One sample put together from the chunks of its own stream: text, log-probs, finish reason, tool
     calls (their pieces joined by ``index`` as they arrive) and the tokens the server counted.
 
+    ``offered`` names the tools the request offered. A small model often writes its call as a
+    bare JSON object instead of in its chat template's tags; a server's tool parser can read
+    that from a whole reply but not from a stream, where it arrives as text. A sample whose
+    whole text is such a call of an offered tool is read as that call, with no text, as the
+    server's parser would have made it (:func:`~tts_graph.backends.tool_calls.bare_calls`).
+
     >>> sample = StreamedSample()
     >>> sample.add(StreamChunk(0, tool_calls=({"name": "add", "args": '{"a": ', "id": "c1", "index": 0},)))
     >>> sample.add(StreamChunk(0, tool_calls=({"args": "1}", "index": 0},), finish_reason="tool_calls"))
@@ -255,7 +263,14 @@ class StreamedSample:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     tokens: int = 0
+    offered: frozenset[str] = frozenset()
     _calls: dict[int, list[Any]] = field(default_factory=dict)  # index -> [name, args, id]
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> StreamedSample:
+        """An empty sample of ``request``, knowing which tools it offered."""
+        names = (t.get("function", {}).get("name") for t in request.tools)
+        return cls(offered=frozenset(n for n in names if isinstance(n, str)))
 
     def add(self, chunk: StreamChunk) -> None:
         """Add a chunk of a one-sample stream (so its usage is this sample's)."""
@@ -273,10 +288,18 @@ class StreamedSample:
             call[2] = call[2] or piece.get("id")
 
     def completion(self, index: int = 0) -> Completion:
+        text = "".join(self.text)
+        calls = tuple(tool_call(*self._calls[k]) for k in sorted(self._calls))
+        if not calls and self.offered and (bare := bare_calls(text, set(self.offered))):
+            calls = tuple(
+                tool_call(c["name"], json.dumps(c["arguments"]), f"call_{uuid.uuid4().hex[:24]}")
+                for c in bare
+            )
+            text = ""
         return Completion(
-            index=index, text="".join(self.text), finish_reason=self.finish_reason,
+            index=index, text=text, finish_reason=self.finish_reason,
             completion_tokens=self.tokens, logprobs=tuple(self.logprobs) or None,
-            tool_calls=tuple(tool_call(*self._calls[k]) for k in sorted(self._calls)),
+            tool_calls=calls,
         )  # fmt: skip
 
 

@@ -386,6 +386,7 @@ class _Traces:
                 trace.started = True
                 params = dataclasses.replace(self.base, seed=trace.seed)
                 request = GenerationRequest.chat(self.messages, sampling=params, tools=self.tools)
+                trace.sample = StreamedSample.of(request)
                 async with contextlib.aclosing(self.model.stream(request)) as chunks:
                     async for chunk in chunks:
                         trace.sample.add(chunk)

@@ -249,7 +249,7 @@ class _Sampling:
         params = dataclasses.replace(self.base, seed=self.seed + i)
         request = GenerationRequest.chat(self.messages, sampling=params, tools=self.tools)
         async with slots:
-            sample = StreamedSample()
+            sample = StreamedSample.of(request)
             self.streamed[i] = 0
             async with contextlib.aclosing(self.model.stream(request)) as chunks:
                 async for chunk in chunks:
