@@ -8,6 +8,7 @@ started yourself.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,6 +20,7 @@ import pytest
 
 from tts_graph.backends.server import ServerConfig, VLLMServer
 from tts_graph.backends.vllm import VLLMBackend
+from tts_graph.cli import stop_on_signals
 
 SERVER_FIXTURES = {"vllm_server", "qwen_server", "backend"}
 
@@ -31,6 +33,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         uses_server = bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
         if uses_server or "tests/integration/" in node or node.startswith("integration/"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_servers_on_sigterm() -> Iterator[None]:
+    # A test run stopped with SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so the
+    # session's servers are stopped instead of left running.
+    with stop_on_signals():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _collect_what_the_test_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    # An HTTP client left open is only noticed when the garbage collector finds it, in
+    # whichever test runs then: collected here, the warning (an error under filterwarnings)
+    # fails the test that left it. Only after tests that talk to a server: a full collection
+    # costs a few hundred milliseconds.
+    yield
+    if request.node.get_closest_marker("integration") is not None:
+        gc.collect()
 
 
 class RunningServer:
