@@ -50,15 +50,22 @@ def agent_server(request: GenerationRequest, i: int) -> Completion:
                       tool_calls=(call,))  # fmt: skip
 
 
-async def test_an_agent_gains_test_time_scaling_by_swapping_its_model():
-    backend = FakeBackend(agent_server)
-    model = TTSChatModel.best_of_n(backend, n=3, budget=Budget(max_calls=10))
+async def ask_the_calculator(model: TTSChatModel) -> tuple[AIMessage, AIMessage]:
+    """Run an agent with the add tool on "What is 7+5?": the model's tool call (the majority's,
+    add(7, 5)) and its answer once the tool's result is in."""
     agent = create_agent(model, tools=[add])
     state = await agent.ainvoke({"messages": [HumanMessage("What is 7+5?")]})
     call, result, answer = state["messages"][1:]
     assert call.tool_calls[0]["args"] == {"a": 7, "b": 5}  # the majority's call
     assert isinstance(result, ToolMessage) and result.content == "12"
     assert answer.content == "Answer: 12"
+    return call, answer
+
+
+async def test_an_agent_gains_test_time_scaling_by_swapping_its_model():
+    backend = FakeBackend(agent_server)
+    model = TTSChatModel.best_of_n(backend, n=3, budget=Budget(max_calls=10))
+    _, answer = await ask_the_calculator(model)
     meta = answer.response_metadata["tts_graph"]
     assert meta["answer"] == "12"
     assert [d["kind"] for d in meta["decisions"]] == ["fanout", "select"]
@@ -98,13 +105,7 @@ async def test_an_agent_keeps_its_tool_calls_with_a_strategy_that_streams_its_sa
     # Streamed samples carry their tool calls in pieces, or (a small model) as a JSON object
     # in their text; either way the calls vote like answers.
     backend = FakeBackend(functools.partial(streamed_agent_server, bare=bare))
-    model = TTSChatModel(graph=make(backend).compile())
-    agent = create_agent(model, tools=[add])
-    state = await agent.ainvoke({"messages": [HumanMessage("What is 7+5?")]})
-    call, result, answer = state["messages"][1:]
-    assert call.tool_calls[0]["args"] == {"a": 7, "b": 5}  # the majority's call
-    assert isinstance(result, ToolMessage) and result.content == "12"
-    assert answer.content == "Answer: 12"
+    call, _ = await ask_the_calculator(TTSChatModel(graph=make(backend).compile()))
     votes = [d["votes"] for d in call.response_metadata["tts_graph"]["decisions"] if "votes" in d]
     assert votes and all(key.startswith("tool:") for key in votes[-1])
 

@@ -312,16 +312,13 @@ class _Trace:
     started: bool = False
     finished: bool = False
     stopped: bool = False
-    sample: StreamedSample = field(default_factory=StreamedSample)  # text, tool calls, tokens
-    sampled: list[float] = field(default_factory=list)
+    sample: StreamedSample = field(default_factory=StreamedSample)  # text, calls, logprobs
     confidences: list[float] = field(default_factory=list)
     lowest_window: float = math.inf
     _window_sum: float = 0.0
 
     def add(self, logprobs: Sequence[TokenLogprob]) -> None:
         for token in logprobs:
-            if math.isfinite(token.logprob):
-                self.sampled.append(token.logprob)
             value = token_confidence(token)
             if value is None:
                 continue
@@ -533,7 +530,7 @@ def _vote(
                 index=t.index, text=text, answer=None if t.stopped else read_answer(text),
                 source=settings.name, seed=t.seed, completion_tokens=t.tokens,
                 finish_reason=sample.finish_reason, score=conf,
-                mean_logprob=sum(t.sampled) / len(t.sampled) if t.sampled else None,
+                mean_logprob=sample.mean_logprob,
                 tool_calls=() if t.stopped else sample.tool_calls,
             )
         )  # fmt: skip
