@@ -372,7 +372,16 @@ async def interrupted_and_resumed() -> tuple[list[int], list[str | None]]:
     config = {"configurable": {"thread_id": "resume"}}
     run = asyncio.ensure_future(graph.ainvoke({"question": "q"}, config))
     await all_started.wait()
-    await asyncio.sleep(0.05)  # candidates 0 and 1 finish and are checkpointed
+
+    async def checkpointed() -> int:  # branches whose candidate the checkpoint holds
+        snapshot = await graph.aget_state(config)
+        return sum(t.name == "fanout_branch" and t.result is not None for t in snapshot.tasks)
+
+    # The checkpointer has no event to wait on: poll until candidates 0 and 1 are in it.
+    while True:
+        if await checkpointed() >= 2:
+            break
+        await asyncio.sleep(0.01)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
