@@ -373,7 +373,10 @@ def test_a_huge_n_is_refused_for_nested_strategies_requests_specs_and_the_comman
     ("build", "listed"),
     [
         (lambda: graphs.create_best_of_n_graph(answering(), select="best"), "majority, best_score"),
-        (lambda: graphs.create_best_of_n_graph(answering(), extract="boxd"), "boxed, default"),
+        (
+            lambda: graphs.create_best_of_n_graph(answering(), extract="boxd"),
+            "boxed, code, default",
+        ),
         (lambda: create_verifier("mathh"), "code, exact, judge, math"),
         (
             lambda: graphs.create_adaptive_graph(answering(), estimator="vibes"),
@@ -385,7 +388,7 @@ def test_a_huge_n_is_refused_for_nested_strategies_requests_specs_and_the_comman
             lambda: load_spec({"strategy": {"kind": "best_of_n", "verifier": "mathh"}}),
             "math, numeric",
         ),
-        (lambda: load_spec({"strategy": "vote_all", "extract": "boxd"}), "boxed, default"),
+        (lambda: load_spec({"strategy": "vote_all", "extract": "boxd"}), "boxed, code, default"),
     ],
 )
 def test_an_unknown_name_lists_the_known_ones(build, listed):

@@ -6,10 +6,12 @@ import pytest
 
 from tts_graph import Budget, BudgetExhausted, ConfigError, create_best_of_n_graph
 from tts_graph.backends.base import SamplingParams
+from tts_graph.candidate import vote_key
 from tts_graph.nodes.fanout import make_fanout_node
 from tts_graph.nodes.select import majority_vote, make_select_node
 from tts_graph.state import Candidate, StateKeys, merge_candidates
 from tts_graph.testing import FakeBackend
+from tts_graph.verifiers.code import CodeTests, CodeVerifier
 
 
 def answers(*values):
@@ -204,3 +206,25 @@ async def test_nodes_take_an_extractor_by_name():
     assert boxed["candidates"][0].answer == "13"
     with pytest.raises(ConfigError, match="boxed"):
         make_fanout_node(backend, n=1, extract="no-such-extractor")
+
+
+def program(body: str) -> str:
+    return f"from math import *\n\n\ndef inc(x):\n    return {body}"
+
+
+async def test_a_graph_with_the_code_verifier_answers_with_the_program():
+    # The answer (and the vote key) of a code candidate is its program, not a line the
+    # default extractor picked out of it: both wrong programs below begin alike.
+    bodies = ["x - 1", "x + 1", "x * 1"]
+    backend = FakeBackend(lambda r, i: f"Sure:\n```python\n{program(bodies[i % 3])}\n```\nDone.")
+    verifier = CodeVerifier(concurrency=2, sandbox="unsafe-subprocess")
+    graph = create_best_of_n_graph(backend, n=3, verifier=verifier).compile()
+    tests = CodeTests(test="assert inc(1) == 2", entry_point="inc")
+    state = await graph.ainvoke({"question": "inc?", "reference": tests})
+    assert [c.answer for c in state["candidates"]] == [program(b) for b in bodies]
+    assert state["answer"] == program("x + 1")
+    assert len({vote_key(c) for c in state["candidates"]}) == 3
+    # A named extractor still wins over the verifier's.
+    named = create_best_of_n_graph(backend, n=3, verifier=verifier, extract="last_number")
+    state = await named.compile().ainvoke({"question": "inc?", "reference": tests})
+    assert [c.answer for c in state["candidates"]] == ["1", "1", "1"]

@@ -319,6 +319,24 @@ def test_code_votes_over_programs_and_scores_the_chosen_candidates_correctness()
     assert curve["majority"][0]["value"] == 1.0
 
 
+def test_code_votes_over_the_program_in_the_text_not_the_recorded_answer():
+    # Runs recorded before code answers were programs hold one line of the program as the
+    # answer; two different programs that share that line must not vote together.
+    def reply(body: str) -> str:
+        return f"Here:\n```python\ndef f(x):\n    y = 1\n    return {body}\n```\nIt works."
+
+    recs = [problem(
+        {"text": reply("x - y"), "answer": "y = 1", "correct": False},
+        {"text": reply("x - y"), "answer": "y = 1", "correct": False},
+        {"text": reply("x + y"), "answer": "y = 1", "correct": True},
+        {"text": reply("x + y") + "\n", "answer": "y = 1", "correct": True},
+        {"text": reply("x + y"), "answer": "y = 1", "correct": True},
+        kind="code",
+    )]  # fmt: skip
+    curve = selector_curves(recs, [5], selectors=["majority"], resamples=10)
+    assert curve["majority"][0]["value"] == 1.0
+
+
 def test_a_problem_that_failed_is_wrong_for_every_selector():
     recs = [problem(cand("A", True), cand("A", True)),
             {"id": "e", "error": "TimeoutError", "candidates": [], "correct": False}]  # fmt: skip

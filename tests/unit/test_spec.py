@@ -89,7 +89,7 @@ def test_every_problem_is_listed_by_its_path_with_the_valid_choices():
         load_spec(data)
     problems = {p.path: p.message for p in info.value.problems}
     assert problems["bogus"] == "unknown option (misspelt?)"
-    assert "boxed, default" in problems["extract"]
+    assert "boxed, code, default" in problems["extract"]
     assert "max_calls" in problems["budget"]
     assert "'adaptive' or 'beta'" in problems["strategy.routes.medium.stop"]
     assert "greater than or equal to 1" in problems["strategy.routes.hard.n"]
@@ -258,6 +258,43 @@ async def test_a_spec_runs_with_its_prompt_sampling_and_budget():
     assert (first.sampling.temperature, first.sampling.max_tokens) == (0.3, 20)
     assert first.sampling.stop == ("```\n",)
     assert state["usage"].calls == 3  # the budget held
+
+
+def code_reply(request: Any, i: int) -> str:
+    body = ["x - 1", "x + 1"][i % 2]
+    return f"```python\nimport math\n\n\ndef inc(x):\n    return {body}\n```\nAnswer: {i}"
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"kind": "best_of_n", "n": 2},
+        {"kind": "adaptive", "probe_n": 2, "estimator": "verifier", "thresholds": [0.75],
+         "labels": ["easy", "hard"], "routes": {"easy": "vote", "hard": {
+             "kind": "best_of_n", "n": 2, "verifier": {"name": "code", "sandbox": "unsafe-subprocess"}}}},
+    ],
+    ids=lambda s: s["kind"],
+)  # fmt: skip
+async def test_a_spec_with_the_code_verifier_reads_programs_unless_it_names_an_extractor(strategy):
+    from tts_graph.verifiers.code import CodeTests
+
+    verifier = {"name": "code", "sandbox": "unsafe-subprocess"}
+    tests = CodeTests(test="assert inc(1) == 2", entry_point="inc")
+    spec = load_spec({"strategy": {**strategy, "verifier": verifier}})
+    state = (
+        await build_graph(spec, FakeBackend(code_reply))
+        .compile()
+        .ainvoke({"question": "inc?", "reference": tests})
+    )
+    assert state["answer"] == "import math\n\n\ndef inc(x):\n    return x + 1"
+    assert all(c.answer.startswith("import math") for c in state["candidates"])
+    named = load_spec({"extract": "default", "strategy": {**strategy, "verifier": verifier}})
+    state = (
+        await build_graph(named, FakeBackend(code_reply))
+        .compile()
+        .ainvoke({"question": "inc?", "reference": tests})
+    )
+    assert {c.answer for c in state["candidates"]} <= {"0", "1", "2", "3"}
 
 
 def test_a_stop_string_must_not_be_empty():

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tts_graph.verifiers.answer import normalize_answer
+from tts_graph.verifiers.answer import extract_program, normalize_answer
 
 __all__ = [
     "SELECTORS",
@@ -256,17 +256,13 @@ def _point(
 # Selectors by subsampling
 
 
-def _code_key(text: str) -> str | None:
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    key = "\n".join(line for line in lines if line)
-    return key or None
-
-
 def _vote_key(cand: Mapping[str, Any], kind: str | None) -> str | None:
-    answer = cand.get("answer")
+    answer, text = cand.get("answer"), cand.get("text")
     if kind == "code":
-        source = answer if isinstance(answer, str) and answer.strip() else cand.get("text")
-        return _code_key(source) if isinstance(source, str) else None
+        # A code candidate votes for its program, read from its text: runs recorded before code
+        # answers were programs hold a line of the program as the answer.
+        program = extract_program(text) if isinstance(text, str) else None
+        return normalize_answer(program) if program else None
     if isinstance(answer, str) and answer.strip():
         return normalize_answer(answer)
     return None

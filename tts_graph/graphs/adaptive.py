@@ -31,7 +31,7 @@ from tts_graph.nodes.select import make_select_node
 from tts_graph.prompts import PromptFn
 from tts_graph.seeds import offset_seeds
 from tts_graph.state import StateKeys, TTSState
-from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, resolve_extractor
 from tts_graph.verifiers.base import Verifier
 
 __all__ = ["VOTE", "create_adaptive_graph", "default_routes"]
@@ -47,7 +47,7 @@ def default_routes(
     sampling: SamplingParams | None = None,
     verifier: Verifier | None = None,
     seed: int = 0,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     prompt: PromptFn | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
@@ -56,6 +56,7 @@ def default_routes(
     the probe's samples; ``medium`` runs self-consistency with the Beta early stop (up to 16
     samples, the probe's included); ``hard`` runs best-of-16 (by verifier score when there is
     one, else by majority)."""
+    extract = resolve_extractor(extract, verifier)
     common: dict[str, Any] = dict(
         sampling=sampling, seed=seed, prompt=prompt, extract=extract,
         state_schema=state_schema, keys=keys,
@@ -78,7 +79,7 @@ def create_adaptive_graph(
     seed: int = 0,
     verifier: Verifier | None = None,
     prompt: PromptFn | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
@@ -91,13 +92,15 @@ def create_adaptive_graph(
     budget refused routes to the first bin. ``verifier``, ``sampling``, ``prompt`` and
     ``extract`` are used by the probe and the default routes: with a verifier the probe's
     samples are checked at once (``estimator="verifier"`` bins by their pass rate) and keep
-    their verdicts, so no route checks them again.
+    their verdicts, so no route checks them again. ``extract`` is by default the verifier's
+    own (see :func:`~tts_graph.verifiers.answer.resolve_extractor`).
 
     >>> graph = create_adaptive_graph(backend).compile()  # doctest: +SKIP
     >>> state = await graph.ainvoke({"question": "What is 7+5?"})  # doctest: +SKIP
     >>> state["difficulty"]["bin"], state["strategy"]  # doctest: +SKIP
     ('easy', 'vote')
     """
+    extract = resolve_extractor(extract, verifier)
     if routes is None:
         routes = default_routes(
             backend, sampling=sampling, verifier=verifier, seed=seed, extract=extract,

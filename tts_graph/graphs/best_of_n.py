@@ -15,7 +15,7 @@ from tts_graph.nodes.send import add_send_fanout
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
-from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, resolve_extractor
 from tts_graph.verifiers.base import Verifier
 
 __all__ = ["FanoutMode", "create_best_of_n_graph"]
@@ -32,7 +32,7 @@ def create_best_of_n_graph(
     verifier: Verifier | None = None,
     select: SelectOption | None = None,
     prompt: PromptFn | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     candidates: Any = None,
     fanout: FanoutMode = "request",
     policies: Policies | None = None,
@@ -46,7 +46,9 @@ def create_best_of_n_graph(
     Without a verifier the answer is chosen by majority vote over the candidates' final answers
     (self-consistency); with one, by the best verifier score (``select="best_score"``, ties to the
     lowest index); ``select="weighted"`` sums the scores per answer (weighted best-of-N).
-    ``select`` overrides either default.
+    ``select`` overrides either default. Answers are read with ``extract``, by default the
+    verifier's own (the code verifier's answer is the program), else
+    :func:`~tts_graph.verifiers.answer.extract_answer`.
 
     ``fanout="send"`` makes each candidate its own LangGraph ``Send`` branch (verified as soon
     as it exists): slower than one ``n``-sample request, but with a checkpointer a run that is
@@ -65,6 +67,7 @@ def create_best_of_n_graph(
     '12'
     """
     check_choice("fanout", fanout, FanoutMode)
+    extract = resolve_extractor(extract, verifier)
     rule: SelectOption = select or ("best_score" if verifier is not None else "majority")
     steps = Steps("create_best_of_n_graph", state_schema, keys, policies)
     select_node = make_select_node(select=rule, strategy="best_of_n", keys=keys)

@@ -12,7 +12,7 @@ from tts_graph.nodes.pool import make_pool_node
 from tts_graph.nodes.select import SelectOption, make_select_node
 from tts_graph.nodes.verify import make_verify_node
 from tts_graph.state import StateKeys, TTSState
-from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, resolve_extractor
 from tts_graph.verifiers.base import Verifier
 
 __all__ = ["create_pool_graph"]
@@ -24,7 +24,7 @@ def create_pool_graph(
     seed: int = 0,
     verifier: Verifier | None = None,
     select: SelectOption | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
@@ -43,6 +43,7 @@ def create_pool_graph(
     '4'
     """
     rule: SelectOption = select or ("best_score" if verifier is not None else "majority")
+    extract = resolve_extractor(extract, verifier)
     steps = Steps("create_pool_graph", state_schema, keys, policies, writes=[keys.pool])
     steps.step("pool", make_pool_node(n=n, seed=seed, extract=extract, keys=keys))
     if verifier is not None:

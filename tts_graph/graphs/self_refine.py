@@ -12,7 +12,7 @@ from tts_graph.graphs._build import Policies, Steps
 from tts_graph.nodes.revision import CRITIQUE_PROMPT, REVISE_PROMPT, make_self_refine_node
 from tts_graph.prompts import PromptFn
 from tts_graph.state import StateKeys, TTSState
-from tts_graph.verifiers.answer import AnswerExtractor, extract_answer
+from tts_graph.verifiers.answer import AnswerExtractor, resolve_extractor
 from tts_graph.verifiers.base import Verifier
 
 __all__ = ["create_self_refine_graph"]
@@ -29,7 +29,7 @@ def create_self_refine_graph(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     policies: Policies | None = None,
     state_schema: Any = TTSState,
     keys: StateKeys = StateKeys(),
@@ -46,6 +46,7 @@ def create_self_refine_graph(
     >>> graph = create_self_refine_graph(backend, rounds=2).compile()  # doctest: +SKIP
     """
     options: dict[str, Any] = {} if says_correct is None else {"says_correct": says_correct}
+    extract = resolve_extractor(extract, verifier)
     steps = Steps("create_self_refine_graph", state_schema, keys, policies)
     steps.model(
         "self_refine",

@@ -59,7 +59,6 @@ from tts_graph.state import StateKeys
 from tts_graph.tracing import tag_trace
 from tts_graph.verifiers.answer import (
     AnswerExtractor,
-    extract_answer,
     normalize_answer,
     resolve_extractor,
 )
@@ -284,7 +283,7 @@ def make_difficulty_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     verifier: Verifier | None = None,
     keep_candidates: bool = True,
     keys: StateKeys = StateKeys(),
@@ -318,7 +317,7 @@ def make_difficulty_node(
         sampling or SamplingParams(temperature=0.7, max_tokens=128, logprobs=True), seed=seed
     )
     build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
-    read_answer = resolve_extractor(extract)
+    read_answer = resolve_extractor(extract, verifier)
     model = metered(backend)
     verify = (
         None if verifier is None else make_verify_node(verifier, keys=keys, name=f"{name}.verify")

@@ -28,7 +28,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_of, question_prompt
 from tts_graph.state import StateKeys
-from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
+from tts_graph.verifiers.answer import AnswerExtractor, resolve_extractor
 from tts_graph.verifiers.base import Problem, Verifier
 
 __all__ = ["CRITIQUE_PROMPT", "REVISE_PROMPT", "make_self_refine_node"]
@@ -55,7 +55,7 @@ def make_self_refine_node(
     sampling: SamplingParams | None = None,
     seed: int = 0,
     prompt: PromptFn | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     finalize: bool = True,
     strategy: str | None = None,
     keys: StateKeys = StateKeys(),
@@ -71,7 +71,7 @@ def make_self_refine_node(
         raise ConfigError(f"rounds must be >= 1, got {rounds}")
     params = sampling or SamplingParams(temperature=0.7, max_tokens=256)
     build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
-    read_answer = resolve_extractor(extract)
+    read_answer = resolve_extractor(extract, verifier)
     model = metered(backend)
     if "{feedback}" not in revise_prompt:
         revise_prompt += "\n\nFeedback:\n{feedback}"

@@ -28,7 +28,7 @@ from tts_graph.nodes._record import decision
 from tts_graph.nodes.verify import run_verifier
 from tts_graph.prompts import PromptFn, question_of, question_prompt, run_tools
 from tts_graph.state import StateKeys
-from tts_graph.verifiers.answer import AnswerExtractor, extract_answer, resolve_extractor
+from tts_graph.verifiers.answer import AnswerExtractor, resolve_extractor
 from tts_graph.verifiers.base import Problem, Verifier
 
 __all__ = ["Branch", "BranchTask", "add_send_fanout"]
@@ -80,7 +80,7 @@ def add_send_fanout(
     seed: int = 0,
     prompt: PromptFn | None = None,
     verifier: Verifier | None = None,
-    extract: AnswerExtractor | str = extract_answer,
+    extract: AnswerExtractor | str | None = None,
     keys: StateKeys = StateKeys(),
     source: str = START,
     target: str = END,
@@ -106,7 +106,7 @@ def add_send_fanout(
     branches = tuple(branches) or (Branch(),)
     base = sampling or SamplingParams(logprobs=True)
     build_prompt = prompt or question_prompt(key=keys.question, messages_key=keys.messages)
-    read_answer = resolve_extractor(extract)
+    read_answer = resolve_extractor(extract, verifier)
     branch_node = f"{name}_branch"
     model = metered(backend)
 

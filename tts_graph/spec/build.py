@@ -30,6 +30,7 @@ from tts_graph.spec.models import (
     VoteSpec,
 )
 from tts_graph.state import StateKeys, TTSState
+from tts_graph.verifiers.answer import resolve_extractor
 from tts_graph.verifiers.base import Verifier
 
 __all__ = ["build_graph", "make_backend", "placeholder_backend"]
@@ -107,8 +108,11 @@ def build_graph(
 
 
 def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
+    verifier = ctx.verifier(getattr(s, "verifier", None))
+    # An extractor the spec does not name is the verifier's own: answers are what it checks.
+    extract = resolve_extractor(s.extract or ctx.spec.extract, verifier)
     common: dict[str, Any] = dict(
-        sampling=ctx.sampling(s.sampling), seed=s.seed, extract=s.extract or ctx.spec.extract,
+        sampling=ctx.sampling(s.sampling), seed=s.seed, extract=extract,
         state_schema=ctx.state_schema, keys=ctx.keys,
     )  # fmt: skip
     b = ctx.backend
@@ -118,7 +122,7 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
 
         inner = None if s.candidates is None else _strategy(s.candidates, ctx)
         return create_best_of_n_graph(
-            b, n=s.n, verifier=ctx.verifier(s.verifier), select=s.select,
+            b, n=s.n, verifier=verifier, select=s.select,
             prompt=prompt, candidates=inner, **common,
         )  # fmt: skip
     if isinstance(s, SelfConsistencySpec):
@@ -132,7 +136,7 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
         from tts_graph.graphs.self_refine import create_self_refine_graph
 
         return create_self_refine_graph(
-            b, rounds=s.rounds, verifier=ctx.verifier(s.verifier), prompt=prompt, **common
+            b, rounds=s.rounds, verifier=verifier, prompt=prompt, **common
         )
     if isinstance(s, BudgetForcingSpec):
         from tts_graph.graphs.budget_forcing import create_budget_forcing_graph
@@ -185,7 +189,7 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
         from tts_graph.graphs.pool import create_pool_graph
 
         return create_pool_graph(
-            n=s.n, seed=s.seed, verifier=ctx.verifier(s.verifier), select=s.select,
+            n=s.n, seed=s.seed, verifier=verifier, select=s.select,
             extract=common["extract"], state_schema=ctx.state_schema, keys=ctx.keys,
         )  # fmt: skip
     if isinstance(s, AdaptiveSpec):
@@ -201,6 +205,6 @@ def _strategy(s: StrategySpec, ctx: _Context) -> StateGraph[Any]:
         return create_adaptive_graph(
             b, routes=routes, probe_n=s.probe_n, estimator=s.estimator,
             bins=DifficultyBins(tuple(s.thresholds), tuple(s.labels)),
-            verifier=ctx.verifier(s.verifier), prompt=prompt, **common,
+            verifier=verifier, prompt=prompt, **common,
         )  # fmt: skip
     raise AssertionError(f"unhandled strategy {s!r}")  # pragma: no cover - the union is closed

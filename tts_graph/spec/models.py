@@ -156,7 +156,9 @@ class _Strategy(_Model):
 
     sampling: SamplingSpec | None = None
     seed: int = 0
-    extract: str | None = Field(default=None, description="An answer extractor by registered name.")
+    extract: str | None = Field(
+        default=None, description="An answer extractor by registered name; the spec's by default."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -386,7 +388,11 @@ class Spec(_Model):
     budget: Budget | None = None
     sampling: SamplingSpec = SamplingSpec()
     prompt: PromptSpec | None = None
-    extract: str = Field(default="default", description="An answer extractor by registered name.")
+    extract: str | None = Field(
+        default=None,
+        description="An answer extractor by registered name; by default the strategy's "
+        "verifier's own (the code verifier reads programs), else `default`.",
+    )
     strategy: StrategySpec
 
     @field_validator("strategy", mode="before")

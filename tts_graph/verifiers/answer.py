@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
@@ -47,6 +48,7 @@ __all__ = [
     "extract_final_statement",
     "extract_last_number",
     "extract_marked_answer",
+    "extract_program",
     "extract_the_answer_is",
     "extract_yes_no",
     "get_extractor",
@@ -818,8 +820,24 @@ def extract_answer(text: str) -> str | None:
 DEFAULT_EXTRACTOR = "default"
 """The name :func:`get_extractor` gives :func:`extract_answer` under."""
 
+
+def extract_program(text: str) -> str | None:
+    """The program a reply writes, as the answer of a coding task: its last ``python`` block
+    (else its last fenced block, else the whole reply; see
+    :func:`~tts_graph.verifiers.code.extract_code`), dedented and stripped; None for a reply
+    with no code. Registered as ``"code"``: the code verifier's answers are read with it.
+
+    >>> extract_program("Here it is:\\n```python\\ndef inc(x):\\n    return x + 1\\n```\\nIt adds one.")
+    'def inc(x):\\n    return x + 1'
+    """
+    from tts_graph.verifiers.code import extract_code  # the sandbox's module, only when asked
+
+    return textwrap.dedent(extract_code(text)).strip() or None
+
+
 _EXTRACTORS: dict[str, AnswerExtractor] = {
     DEFAULT_EXTRACTOR: extract_answer,
+    "code": extract_program,
     "boxed": extract_boxed,
     "marked": extract_marked_answer,
     "statement": extract_final_statement,
@@ -888,12 +906,23 @@ def register_extractor(
     return add if extractor is None else add(extractor)
 
 
-def resolve_extractor(extractor: AnswerExtractor | str) -> AnswerExtractor:
+def resolve_extractor(
+    extractor: AnswerExtractor | str | None, verifier: object = None
+) -> AnswerExtractor:
     """An extractor given as itself or by its registered name (as specs and options give it).
+
+    None means the extractor ``verifier`` reads answers with (its ``extractor`` attribute: the
+    code verifier reads programs, a math verifier its own extractor), else the default: so what
+    a graph votes on is what its verifier checks.
 
     >>> resolve_extractor("default") is extract_answer, resolve_extractor(extract_boxed) is extract_boxed
     (True, True)
+    >>> from tts_graph.verifiers.code import CodeVerifier
+    >>> resolve_extractor(None, CodeVerifier()) is extract_program, resolve_extractor(None) is extract_answer
+    (True, True)
     """
+    if extractor is None:
+        extractor = getattr(verifier, "extractor", None) or DEFAULT_EXTRACTOR
     return get_extractor(extractor) if isinstance(extractor, str) else extractor
 
 
@@ -953,7 +982,17 @@ def normalize_answer(ans: str) -> str:
     ['12', '12', '12', '12', '1234', '-3']
     >>> normalize_answer(r"\dfrac{1}{2}"), normalize_answer("0.50"), normalize_answer("6!")
     ('1/2', '0.5', '6!')
+
+    An answer of several lines (a program, read by :func:`extract_program`) is not a formula:
+    it is kept line by line, with its indentation, less trailing spaces and blank lines.
+
+    >>> normalize_answer("def f(x):  \n\n    return x\n")
+    'def f(x):\n    return x'
     """
+    if "\n" in ans.strip():
+        return "\n".join(
+            line.rstrip() for line in textwrap.dedent(ans).splitlines() if line.strip()
+        )
     s = _prepare(ans.strip())
     if (number := canonical_number(s)) is not None:  # the common case, with nothing to strip
         return number

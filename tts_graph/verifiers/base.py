@@ -92,7 +92,10 @@ class Verifier(Protocol):
     in the candidates' order.
 
     Optional attributes the nodes read: ``uses_model = True`` (one model call per candidate,
-    charged to the run's budget) and ``call_timeout_s`` (see :func:`call_timeout`)."""
+    charged to the run's budget), ``call_timeout_s`` (see :func:`call_timeout`) and
+    ``extractor``, the answer extractor (or its registered name) that reads what this verifier
+    checks, which a graph given the verifier reads its answers with unless told otherwise
+    (see :func:`~tts_graph.verifiers.answer.resolve_extractor`)."""
 
     name: str
 

@@ -426,6 +426,7 @@ class CodeVerifier:
     """
 
     name = "code"
+    extractor = "code"  # a candidate's answer is its program (see resolve_extractor)
 
     def __init__(
         self,

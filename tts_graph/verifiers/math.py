@@ -476,6 +476,7 @@ class MathVerifier:
         self.timeout_s = timeout_s
         self.max_workers = max_workers or min(4, os.cpu_count() or 1)
         self.startup_timeout_s = startup_timeout_s
+        self.extractor = extractor  # graphs read their candidates' answers with it too
         self._extractor = resolve_extractor(extractor)
         self._check = check
         self._context = multiprocessing.get_context(start_method or methods[0])

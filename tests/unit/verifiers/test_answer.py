@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import re
+import textwrap
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,7 @@ from tts_graph.verifiers.answer import (
     extract_final_statement,
     extract_last_number,
     extract_marked_answer,
+    extract_program,
     extract_the_answer_is,
     extract_yes_no,
     get_extractor,
@@ -35,7 +37,8 @@ from tts_graph.verifiers.answer import (
     register_extractor,
     resolve_extractor,
 )
-from tts_graph.verifiers.math import math_equal
+from tts_graph.verifiers.code import CodeVerifier
+from tts_graph.verifiers.math import MathVerifier, math_equal
 
 LABELLED = Path(__file__).parents[2] / "data" / "champ_answers_labelled.jsonl"
 
@@ -527,6 +530,42 @@ def test_resolve_extractor_takes_a_function_or_a_name() -> None:
     assert resolve_extractor("last_number") is extract_last_number
     with pytest.raises(ConfigError, match="choose one of"):
         resolve_extractor("nope")
+
+
+def test_resolve_extractor_defaults_to_the_verifiers_own() -> None:
+    # What a graph votes on must be what its verifier checks: a program for the code verifier,
+    # the math verifier's own extractor when it was given one.
+    assert resolve_extractor(None, CodeVerifier(sandbox="unsafe-subprocess")) is extract_program
+    assert resolve_extractor(None, MathVerifier(extractor="boxed")) is extract_boxed
+    assert resolve_extractor(None, object()) is extract_answer
+    assert resolve_extractor(None) is extract_answer
+    assert resolve_extractor("last_number", CodeVerifier(sandbox="unsafe-subprocess")) is (
+        extract_last_number
+    )  # a named extractor wins
+
+
+PROGRAM = "from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    return sum(xs)"
+
+
+def test_a_program_is_the_answer_of_a_reply_that_writes_one() -> None:
+    reply = f"Here you go:\n\n```python\n{PROGRAM}\n```\n\nIt returns 1 for [1]."
+    assert get_extractor("code") is extract_program
+    assert extract_program(reply) == PROGRAM
+    assert extract_program("   \n") is None
+    # The default extractor reads a line out of the program: the bug this extractor fixes.
+    assert extract_answer(f"```python\n{PROGRAM}\n```") != PROGRAM
+
+
+def test_programs_vote_line_by_line_with_their_indentation() -> None:
+    spaced = PROGRAM.replace("\n\n\n", "\n\n\n\n").replace("int:", "int:   ")
+    assert normalize_answer(spaced) == normalize_answer(PROGRAM)
+    assert normalize_answer(textwrap.indent(PROGRAM, "    ")) == normalize_answer(PROGRAM)
+    # Two programs that share their first line are still two answers...
+    other = PROGRAM.replace("sum(xs)", "max(xs)")
+    assert normalize_answer(other) != normalize_answer(PROGRAM)
+    # ...and so are two that differ only in where a line is indented.
+    loop = "for x in xs:\n    f(x)\ng()"
+    assert normalize_answer(loop) != normalize_answer(loop.replace("\ng()", "\n    g()"))
 
 
 # --- agreement with hand labels on real model answers ----------------------------------------
