@@ -30,6 +30,7 @@ from tts_graph.backends.embedded import (
     EMBEDDED_MODELS,
     embedded_model_dir,
 )
+from tts_graph.backends.server_guard import guarded_command
 from tts_graph.errors import ServerStartError
 
 __all__ = ["ServerConfig", "VLLMServer", "count_parameters", "free_port"]
@@ -239,10 +240,12 @@ class VLLMServer:
         log = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file = log
         logger.info("starting vLLM: %s (log: %s)", " ".join(cmd), self._log_path)
-        # A new session puts vLLM and its engine workers in one process group we can signal.
+        # A new session puts vLLM and its engine workers in one process group we can signal;
+        # the guard stops that group if this process dies without stopping it (a SIGKILL).
         self._process = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+            guarded_command(cmd), stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
         try:
             self._wait_healthy()
         except BaseException:
