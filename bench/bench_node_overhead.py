@@ -6,8 +6,12 @@ executions. Beside it, for the same C, a bare LangGraph graph with three no-op n
 same state schema (``TTSState``: the reducers of candidates, usage, decisions and the ledger)
 and over a plain one-key dict state: what LangGraph itself costs per node, so what is ours
 is the difference; and the same no-op nodes wrapped in LangChain's ``RunnableLambda``, which
-this library's nodes were before they became LangGraph's own ``RunnableCallable``. The ways alternate round by round; medians of wall time and of CPU time
-(``time.process_time``, less sensitive to other work on the machine) are printed.
+this library's nodes were before they became LangGraph's own ``RunnableCallable``. The
+library's graph and the ``TTSState`` floor run once more each with the objects alive before the
+round frozen out of garbage collection (``gc.freeze()``, what a server process can do once it
+has imported and compiled its graphs). The ways alternate round by round; medians of wall time, of CPU time (``time.process_time``, less sensitive to
+other work on the machine) and of the share of the round spent in garbage collection (timed
+with ``gc.callbacks``) are printed.
 
     .venv/bin/python bench/bench_node_overhead.py [--rounds 9] [--profile]
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import pstats
 import statistics
 import time
@@ -67,31 +72,63 @@ def ours() -> Any:
     return create_best_of_n_graph(backend, n=4).compile()
 
 
-async def round_of(graph: Any, c: int) -> tuple[float, float]:
-    """Wall and CPU seconds per node execution for ``c`` concurrent runs."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(graph.ainvoke({"question": "What is 2+2?"}) for _ in range(c)))
+class GCTimer:
+    """Seconds spent in garbage collection, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._event)
+
+    def _event(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
+GC = GCTimer()
+
+
+async def round_of(graph: Any, c: int, *, frozen: bool = False) -> tuple[float, float, float]:
+    """Wall and CPU seconds per node execution for ``c`` concurrent runs, and the share of the
+    round's wall time spent in garbage collection."""
+    if frozen:
+        gc.freeze()
+    try:
+        collecting = GC.seconds
+        wall, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(graph.ainvoke({"question": "What is 2+2?"}) for _ in range(c)))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        gc.unfreeze()
     n = c * NODES
-    return (time.perf_counter() - wall) / n, (time.process_time() - cpu) / n
+    return wall / n, cpu / n, (GC.seconds - collecting) / wall
 
 
-async def measure(rounds: int) -> dict[tuple[str, int], list[tuple[float, float]]]:
+FROZEN = ", gc.freeze()"
+
+
+async def measure(rounds: int) -> dict[tuple[str, int], list[tuple[float, float, float]]]:
     ways: dict[str, Callable[[], Any]] = {
         "tts_graph best-of-4": ours,
         "LangGraph, TTSState": lambda: bare_graph(TTSState),
         "LangGraph, TTSState, RunnableLambda nodes": lambda: bare_graph(TTSState, wrap=True),
         "LangGraph, plain dict": lambda: bare_graph(Plain),
+        "tts_graph best-of-4" + FROZEN: ours,
+        "LangGraph, TTSState" + FROZEN: lambda: bare_graph(TTSState),
     }
     graphs = {name: make() for name, make in ways.items()}
-    results: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    results: dict[tuple[str, int], list[tuple[float, float, float]]] = defaultdict(list)
     for c in CONCURRENCY:
-        for graph in graphs.values():  # warm-up: imports, compiled code paths
-            await round_of(graph, c)
+        for name, graph in graphs.items():  # warm-up: imports, compiled code paths
+            await round_of(graph, c, frozen=name.endswith(FROZEN))
         for r in range(rounds):
             names = list(graphs)
             names = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
             for name in names:
-                results[name, c].append(await round_of(graphs[name], c))
+                sample = await round_of(graphs[name], c, frozen=name.endswith(FROZEN))
+                results[name, c].append(sample)
     return results
 
 
@@ -131,12 +168,15 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(measure(args.rounds))
-    print("| way | concurrent runs | ms per node (wall, median) | ms per node (CPU, median) |")
-    print("|---|---|---|---|")
-    for (name, c), samples in results.items():
+    print(
+        "| way | concurrent runs | ms per node (wall, median) | ms per node (CPU, median) | in GC |"
+    )
+    print("|---|---|---|---|---|")
+    for (name, c), samples in sorted(results.items(), key=lambda kv: kv[0][1]):
         wall = statistics.median(s[0] for s in samples) * 1e3
         cpu = statistics.median(s[1] for s in samples) * 1e3
-        print(f"| {name} | {c} | {wall:.3f} | {cpu:.3f} |")
+        in_gc = statistics.median(s[2] for s in samples) * 100
+        print(f"| {name} | {c} | {wall:.3f} | {cpu:.3f} | {in_gc:.0f} % |")
     if args.profile:
         profile()
 
