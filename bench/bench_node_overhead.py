@@ -9,9 +9,9 @@ is the difference; and the same no-op nodes wrapped in LangChain's ``RunnableLam
 this library's nodes were before they became LangGraph's own ``RunnableCallable``. The
 library's graph and the ``TTSState`` floor run once more each with the objects alive before the
 round frozen out of garbage collection (``gc.freeze()``, what a server process can do once it
-has imported and compiled its graphs). The ways alternate round by round; medians of wall time, of CPU time (``time.process_time``, less sensitive to
-other work on the machine) and of the share of the round spent in garbage collection (timed
-with ``gc.callbacks``) are printed.
+has imported and compiled its graphs). The ways alternate round by round; medians of wall
+time, of CPU time (``time.process_time``, less sensitive to other work on the machine) and of
+the share of the round spent in garbage collection (timed with ``gc.callbacks``) are printed.
 
     .venv/bin/python bench/bench_node_overhead.py [--rounds 9] [--profile]
 

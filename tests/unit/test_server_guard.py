@@ -89,8 +89,7 @@ def test_signals_to_the_group_stop_the_server_and_the_guard_reports_it(tmp_path:
         os.killpg(guard.pid, signal.SIGTERM)
         assert guard.wait(timeout=30) == 128 + signal.SIGTERM
     finally:
-        with_group = guard.poll() is None
-        if with_group:
+        if guard.poll() is None:
             os.killpg(guard.pid, signal.SIGKILL)
 
 

@@ -17,11 +17,11 @@ only waits for it and exits with its exit code, so the starter sees the server's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 
 __all__ = ["guarded_command", "main"]
 
@@ -37,15 +37,10 @@ def guarded_command(command: list[str]) -> list[str]:
     return [sys.executable, "-m", __name__, str(os.getpid()), *command]
 
 
-def _stop_group() -> None:
-    os.killpg(0, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_S
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(-1, os.WNOHANG)  # reap the server once it exits
-            time.sleep(0.1)
-        except ChildProcessError:
-            break
+def _stop_group(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(0, signal.SIGTERM)  # the guard ignores it
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=GRACE_S)
     os.killpg(0, signal.SIGKILL)  # workers that outlived the server, and the guard
 
 
@@ -68,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             pass
         if os.getppid() != parent:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            _stop_group()
+            _stop_group(child)
             return 1
 
 
